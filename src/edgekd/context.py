@@ -1,0 +1,127 @@
+"""The typed Context that stages pass along: what was loaded, decided, produced and measured.
+
+Stages read and extend it; nothing else is shared between them. Everything in it that a user should see ends up in
+manifest.json or report.md, so stages record their decisions here instead of printing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from edgekd.config.schema import Budgets, Profile, Recipe
+
+
+@dataclass
+class ModelBundle:
+    """A network and what generic code needs to feed it and read its outputs, whatever the architecture.
+
+    `module` takes `example_inputs` positionally and returns one tensor (logits, an embedding, next-token logits);
+    model-specific wrapping (pooling, dict outputs) happens when the bundle is built, never in generic code.
+    """
+
+    name: str
+    task: str
+    module: torch.nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str] = field(default_factory=lambda: ["output"])
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # tokenizer, preprocessing, label names, source path
+
+
+@dataclass
+class Split:
+    """One data split: batch-1 input tuples, with labels where the task has them."""
+
+    inputs: list[tuple[torch.Tensor, ...]]
+    labels: torch.Tensor | None = None
+    texts: list[str] | None = None
+    description: str = ""
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
+        """Concatenate consecutive samples into batches (inputs must share shapes, which the data loaders ensure)."""
+        for start in range(0, len(self.inputs), batch_size):
+            chunk = self.inputs[start:start + batch_size]
+            stacked = tuple(torch.cat(parts, dim=0) for parts in zip(*chunk))
+            labels = None if self.labels is None else self.labels[start:start + batch_size]
+            yield stacked, labels
+
+
+@dataclass
+class Data:
+    """Disjoint splits of real data: calibration for PTQ and sensitivity, train for KD/QAT, eval for verify."""
+
+    calibration: Split
+    eval: Split
+    train: Split | None = None
+    num_classes: int | None = None
+    source: str = ""
+
+
+@dataclass
+class Artifact:
+    """One exported file and everything measured about it; serialised into the manifest."""
+
+    name: str
+    path: Path
+    format: str  # pte, onnx, engine
+    runtime: str  # executorch, onnxruntime, tensorrt
+    precision: str  # fp32, int8, mixed, 8da4w, ...
+    bytes: int = 0
+    sha256: str = ""
+    is_reference: bool = False  # the fp32 baseline artifact (size ratio, parity baseline), not a deliverable
+    details: dict[str, Any] = field(default_factory=dict)  # delegation counts, per-layer precision, lint results
+    parity: dict[str, Any] = field(default_factory=dict)
+    bench: dict[str, Any] = field(default_factory=dict)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    """Something a stage chose not to do, or did differently, and why (house rule 6: nothing is skipped silently)."""
+
+    stage: str
+    subject: str
+    action: str
+    reason: str
+
+
+@dataclass
+class Context:
+    recipe: Recipe
+    profile: Profile
+    recipe_path: Path
+    profile_path: Path
+    out_dir: Path
+    device: str = "cpu"
+    resume: bool = False
+    model: ModelBundle | None = None
+    teacher: ModelBundle | None = None
+    data: Data | None = None
+    reference: torch.nn.Module | None = None  # the fp32 student every artifact is compared against
+    quantized: torch.nn.Module | None = None  # converted PT2E model (the PyTorch view of the int8 artifacts)
+    plan: Any = None  # edgekd.quant.plan.PrecisionPlan when mixed precision ran or was loaded
+    artifacts: list[Artifact] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    plots: dict[str, Path] = field(default_factory=dict)
+    progress: Callable[..., Any] | None = None
+
+    def decide(self, stage: str, subject: str, action: str, reason: str) -> None:
+        self.decisions.append(Decision(stage, subject, action, reason))
+
+    @property
+    def budgets(self) -> Budgets:
+        """The profile's budgets with the recipe's overrides applied key by key."""
+        merged = self.profile.budgets.model_dump()
+        if self.recipe.budgets is not None:
+            merged.update({k: v for k, v in self.recipe.budgets.model_dump().items() if v is not None})
+        return Budgets(**merged)

@@ -1,0 +1,1 @@
+"""Quantization building blocks shared by ptq, qat, sensitivity and mixed precision."""

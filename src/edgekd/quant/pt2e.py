@@ -1,0 +1,127 @@
+"""PT2E quantization: one quantizer per backend, prepare/calibrate/convert, and the guard for HF models.
+
+Every int8 artifact of a run comes from one converted PT2E model, so the .pte, the ONNX and the TensorRT Q/DQ
+ONNX carry the same scales (and, after QAT, the learned ones).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+from edgekd.errors import EdgekdError
+
+BACKEND_QUANTIZER = {
+    "executorch-xnnpack": "xnnpack",      # asymmetric int8 activations, symmetric per-channel weights
+    "onnxruntime": "xnnpack",             # same scheme; onnxruntime executes QDQ with any zero point
+    "tensorrt": "symmetric",              # TensorRT wants zero point 0 for activations too
+}
+
+
+class NonFloatGuard:
+    """Wraps a quantizer and drops annotations on nodes whose inputs or outputs are not floating point.
+
+    XNNPACKQuantizer annotates `add`/`mul` wherever it finds them, including integer index arithmetic in HF models
+    (position ids, attention-mask offsets); quantizing those breaks the graph. DESIGN.md: guard non-float nodes.
+    """
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.dropped: list[str] = []
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        model = self.inner.annotate(model)
+        for node in model.graph.nodes:
+            if "quantization_annotation" not in node.meta:
+                continue
+            values = [node] + [a for a in node.args if isinstance(a, torch.fx.Node)]
+            if any(not _is_float(v) for v in values):
+                del node.meta["quantization_annotation"]
+                self.dropped.append(node.name)
+        return model
+
+    def validate(self, model: torch.fx.GraphModule) -> None:
+        self.inner.validate(model)
+
+    def transform_for_annotation(self, model):
+        return self.inner.transform_for_annotation(model)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _is_float(node: torch.fx.Node) -> bool:
+    value = node.meta.get("val")
+    if isinstance(value, torch.Tensor):
+        return value.dtype.is_floating_point
+    return True  # non-tensor metadata: leave the annotation as the quantizer made it
+
+
+def make_quantizer(backend: str, *, qat: bool = False, per_channel: bool = True,
+                   skip_modules: Iterable[str] = (), module_type_skips: Iterable[type] = ()):
+    """The quantizer for a profile backend; `skip_modules` (exact module names) stay in floating point."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    kind = BACKEND_QUANTIZER.get(backend)
+    if kind is None:
+        raise EdgekdError(f"no quantizer for backend {backend!r}", key="backend",
+                          hint=f"allowed: {', '.join(BACKEND_QUANTIZER)}")
+    config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat)
+    if kind == "symmetric":
+        config = symmetric_activation_config(config)
+    quantizer = XNNPACKQuantizer().set_global(config)
+    for name in skip_modules:
+        quantizer.set_module_name(name, None)
+    for module_type in module_type_skips:
+        quantizer.set_module_type(module_type, None)
+    return NonFloatGuard(quantizer)
+
+
+def symmetric_activation_config(config):
+    """Make activation specs symmetric with zero point 0 (TensorRT's explicit-quantization rule).
+
+    PT2E builds each observer / fake-quant from the spec's qscheme and range, so changing the spec is enough;
+    weights are already symmetric per channel.
+    """
+    from dataclasses import replace
+
+    def sym(spec):
+        if spec is None:
+            return None
+        return replace(spec, qscheme=torch.per_tensor_symmetric, quant_min=-128, quant_max=127)
+
+    return replace(config, input_activation=sym(config.input_activation),
+                   output_activation=sym(config.output_activation))
+
+
+def export_for_quantization(module: torch.nn.Module, example_inputs: tuple) -> torch.fx.GraphModule:
+    module.eval()
+    return torch.export.export(module, example_inputs, strict=False).module()
+
+
+def prepare(module: torch.nn.Module, example_inputs: tuple, quantizer, *, qat: bool = False):
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
+
+    graph = export_for_quantization(module, example_inputs)
+    return (prepare_qat_pt2e if qat else prepare_pt2e)(graph, quantizer)
+
+
+def calibrate(prepared: torch.fx.GraphModule, samples: Iterable[tuple], progress=None) -> int:
+    count = 0
+    with torch.no_grad():
+        for sample in samples:
+            prepared(*sample)
+            count += 1
+            if progress:
+                progress()
+    return count
+
+
+def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    return convert_pt2e(prepared)
