@@ -156,6 +156,9 @@ def recipes_list():
 
 # Commands of the other areas register themselves below (bench, size, lint, sensitivity, llm).
 # Each lives in the module of its area and is added here with main.add_command(...).
+from edgekd.quant.cli import sensitivity as _sensitivity_command  # noqa: E402
+
+main.add_command(_sensitivity_command)
 
 
 if __name__ == "__main__":

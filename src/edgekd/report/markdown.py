@@ -1,0 +1,116 @@
+"""report.md: what a person reads after a run -- artifacts against budgets, parity, decisions, timings, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekd.context import Context
+
+from .manifest import all_verdicts, overall_verdict
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f}"
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def fp32_bytes(ctx: Context, fmt: str) -> int | None:
+    for a in ctx.artifacts:
+        if a.format == fmt and a.precision == "fp32":
+            return a.bytes
+    return None
+
+
+def bench_summary(artifact) -> dict:
+    """The benchmark result of the profile's runner (or the first runner) in a flat shape for tables."""
+    bench = artifact.bench or {}
+    if "latency_ms" in bench:
+        return bench
+    for value in bench.values():
+        if isinstance(value, dict) and "latency_ms" in value:
+            return value
+    return {}
+
+
+def artifact_rows(ctx: Context) -> list[dict]:
+    rows = []
+    for a in ctx.artifacts:
+        base = fp32_bytes(ctx, a.format)
+        b = bench_summary(a)
+        lat = b.get("latency_ms", {})
+        rows.append({
+            "artifact": a.name, "runtime": a.runtime, "precision": a.precision + (" (ref)" if a.is_reference else ""),
+            "MB": _mb(a.bytes), "vs fp32": f"{a.bytes / base:.0%}" if base else "-",
+            "top1 agree": _fmt(a.parity.get("top1_agreement")), "cosine": _fmt(a.parity.get("cosine_mean")),
+            "accuracy": _fmt(a.parity.get("accuracy")), "p50 ms": _fmt(lat.get("p50"), 3),
+            "p90 ms": _fmt(lat.get("p90"), 3), "peak MB": _fmt(b.get("peak_rss_mb"), 4),
+            "verdict": "fail" if any(v["status"] == "fail" for v in a.verdicts) else (
+                "pass" if a.verdicts else "-"),
+        })
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    if not rows:
+        return "_none_\n"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render(ctx: Context, root: Path) -> str:
+    verdicts = all_verdicts(ctx)
+    m = ctx.metrics
+    parts = [f"# edgekd report: {ctx.recipe.name} on {ctx.profile.name}\n",
+             f"**Verdict: {overall_verdict(verdicts).upper()}**  \n"
+             f"Model: {m.get('model', {}).get('name')} ({m.get('model', {}).get('parameters', 0) / 1e6:.2f} M params, "
+             f"{m.get('model', {}).get('task')}), source {m.get('model', {}).get('source')}  \n"
+             f"Profile: {ctx.profile.name} ({ctx.profile.backend}, {ctx.profile.threads} threads)  \n"
+             f"Data: {m.get('data', {}).get('source')}: calibration {m.get('data', {}).get('calibration')} samples "
+             f"({m.get('data', {}).get('calibration_from')}), held-out {m.get('data', {}).get('eval')} samples "
+             f"({m.get('data', {}).get('eval_from')})\n",
+             "## Artifacts\n", table(artifact_rows(ctx)),
+             "\nParity is measured in each artifact's own runtime (ExecuTorch runtime, onnxruntime) against the fp32 "
+             "PyTorch student on the held-out samples. Latency/memory come from the bench runner named in the "
+             "manifest.\n",
+             "## Budgets\n"]
+    rows = [{"artifact": v["artifact"], "metric": v["metric"], "value": _fmt(v.get("value")),
+             "limit": _fmt(v.get("limit")), "margin": _fmt(v.get("margin")), "status": v["status"]}
+            for v in verdicts]
+    parts.append(table(rows))
+    unchecked = [k for k, v in ctx.budgets.model_dump().items() if v is None]
+    if unchecked:
+        parts.append(f"\nBudgets the profile does not set (not checked): {', '.join(unchecked)}\n")
+    if "verify" in m and "pytorch_quantized_vs_fp32" in m["verify"]:
+        q = m["verify"]["pytorch_quantized_vs_fp32"]
+        parts.append(f"\nPyTorch converted (quantized) model vs fp32: top-1 agreement {_fmt(q.get('top1_agreement'))}, "
+                     f"cosine {_fmt(q.get('cosine_mean'))}.\n")
+    parts.append("\n## Decisions (nothing skipped silently)\n")
+    parts.append(table([{"stage": d.stage, "subject": d.subject, "action": d.action, "reason": d.reason}
+                        for d in ctx.decisions]))
+    parts.append("\n## Stage timings\n")
+    parts.append(table([{"stage": k, "seconds": f"{v:.1f}"} for k, v in ctx.timings.items()]))
+    for key in ("fuse", "ptq"):
+        if key in m:
+            parts.append(f"\n**{key}**: " + ", ".join(f"{k}={_fmt(v)}" for k, v in m[key].items()
+                                                    if not isinstance(v, (list, dict))) + "\n")
+    if ctx.plots:
+        parts.append("\n## Plots\n")
+        for name, path in ctx.plots.items():
+            parts.append(f"![{name}]({Path(path).name})\n")
+    extra = [render_extra(ctx)]
+    return "\n".join(parts + [e for e in extra if e])
+
+
+def render_extra(ctx: Context) -> str:
+    """Sections other areas contribute through ctx.metrics["report_sections"]: {title: markdown}."""
+    sections = ctx.metrics.get("report_sections", {})
+    return "\n".join(f"\n## {title}\n{body}" for title, body in sections.items())

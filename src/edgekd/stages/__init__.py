@@ -1,0 +1,1 @@
+"""One module per stage, each with one public `run(ctx, cfg) -> ctx`; their order lives in edgekd.pipeline.STAGES."""

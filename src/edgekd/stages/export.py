@@ -1,0 +1,109 @@
+"""export: write every artifact the profile's backend needs, plus fp32 references for size and parity baselines.
+
+executorch-xnnpack -> .pte (and an ONNX for portability); onnxruntime -> .onnx; tensorrt -> Q/DQ ONNX, the trtexec
+command and, where TensorRT imports, the engine. Causal LMs go to edgekd.llm, whose export needs a KV cache.
+"""
+
+from __future__ import annotations
+
+from edgekd.context import Artifact, Context
+from edgekd.errors import EdgekdError
+from edgekd.report.atomic import sha256_of
+
+FORMATS_BY_BACKEND = {"executorch-xnnpack": ["pte", "onnx"], "onnxruntime": ["onnx"], "tensorrt": ["onnx", "engine"]}
+RUNTIME_OF = {"pte": "executorch", "onnx": "onnxruntime", "engine": "tensorrt"}
+
+
+def _add(ctx: Context, path, fmt: str, precision: str, details: dict, reference: bool = False) -> Artifact:
+    artifact = Artifact(name=path.name, path=path, format=fmt, runtime=RUNTIME_OF[fmt], precision=precision,
+                        bytes=path.stat().st_size, sha256=sha256_of(path), is_reference=reference, details=details)
+    ctx.artifacts.append(artifact)
+    return artifact
+
+
+def _precision(ctx: Context) -> str:
+    if ctx.quantized is None:
+        return "fp32"
+    return "mixed" if ctx.plan is not None and ctx.metrics.get("ptq", {}).get("float_layers") else "int8"
+
+
+def run(ctx: Context, cfg) -> Context:
+    if ctx.model.task == "causal-lm":
+        from edgekd.llm import export_llm_artifacts
+
+        return export_llm_artifacts(ctx)
+    formats = cfg.formats or FORMATS_BY_BACKEND[ctx.profile.backend]
+    if "engine" in formats and ctx.profile.backend != "tensorrt":
+        raise EdgekdError("engine artifacts need the tensorrt backend", key="stages.export.formats",
+                          hint=f"profile {ctx.profile.name} uses {ctx.profile.backend}")
+    name, fp32 = ctx.model.name, ctx.model.module.eval()
+    quantized, precision = ctx.quantized, _precision(ctx)
+    out = ctx.out_dir
+    if "pte" in formats:
+        from edgekd.export.executorch import export_pte
+
+        if quantized is not None:
+            _add(ctx, out / f"{name}.{precision}.pte", "pte", precision,
+                 export_pte(quantized, ctx.model.example_inputs, out / f"{name}.{precision}.pte"))
+        if quantized is None or cfg.fp32_reference_artifacts:
+            path = out / f"{name}.fp32.pte"
+            _add(ctx, path, "pte", "fp32", export_pte(fp32, ctx.model.example_inputs, path),
+                 reference=quantized is not None)
+    if "onnx" in formats:
+        _export_onnx(ctx, cfg, fp32, quantized, precision)
+    if "engine" in formats:
+        _export_tensorrt(ctx)
+    return ctx
+
+
+def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
+    from edgekd.export import onnx as onnx_export
+
+    name, out = ctx.model.name, ctx.out_dir
+    fp32_path = out / f"{name}.fp32.onnx"
+    details = onnx_export.export_onnx(fp32, ctx.model, fp32_path, opset=cfg.opset)
+    _add(ctx, fp32_path, "onnx", "fp32", details, reference=quantized is not None)
+    if quantized is None:
+        return
+    ptq_cfg = ctx.recipe.stages.ptq
+    mode = ptq_cfg.onnx_mode if ptq_cfg is not None else "pt2e"  # after QAT the learned scales must be used
+    if mode == "auto":
+        mode = onnx_export.auto_mode(ctx.profile.backend, ctx.model)
+    int8_path = out / f"{name}.{precision}.onnx"
+    if mode == "pt2e":
+        from edgekd.export.qdq_onnx import export_qdq_onnx
+
+        details = export_qdq_onnx(quantized, ctx.model.example_inputs, int8_path,
+                                  input_names=ctx.model.input_names, output_names=ctx.model.output_names,
+                                  dynamic_axes=ctx.model.dynamic_axes,
+                                  opset=(ctx.profile.tensorrt.opset if ctx.profile.tensorrt else cfg.opset))
+    else:
+        exclude = ctx.plan.onnx_nodes_to_exclude(fp32_path) if ctx.plan is not None and hasattr(
+            ctx.plan, "onnx_nodes_to_exclude") else []
+        details = onnx_export.quantize_with_onnxruntime(fp32_path, int8_path, mode, ctx.model,
+                                                        ctx.data.calibration.inputs, exclude)
+    details["mode"] = mode
+    if mode != "pt2e":
+        ctx.decide("export", int8_path.name, f"quantized by onnxruntime ({mode})",
+                   "onnx_mode selects onnxruntime's quantizer; its scales are calibrated on the same real samples "
+                   "but are not the PT2E scales of the .pte")
+    _add(ctx, int8_path, "onnx", precision, details)
+
+
+def _export_tensorrt(ctx: Context) -> None:
+    from edgekd.export.tensorrt import write_tensorrt_artifacts
+
+    qdq = [a for a in ctx.artifacts if a.format == "onnx" and not a.is_reference]
+    if not qdq:
+        raise EdgekdError("the TensorRT engine needs a quantized Q/DQ ONNX: add stages.ptq or stages.qat",
+                          key="stages")
+    plan_layers = None
+    if ctx.plan is not None and hasattr(ctx.plan, "trt_layers"):
+        plan_layers = ctx.plan.trt_layers(qdq[0].path)
+    details = write_tensorrt_artifacts(qdq[0].path, ctx.out_dir, ctx.profile, plan_layers)
+    qdq[0].details["tensorrt"] = details
+    if not details.get("engine_built"):
+        ctx.decide("export", "tensorrt engine", "not built", details.get("reason", "tensorrt is not installed"))
+    else:
+        engine = ctx.out_dir / details["engine"]
+        _add(ctx, engine, "engine", qdq[0].precision, details)

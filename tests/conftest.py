@@ -1,0 +1,50 @@
+"""Shared test setup: offline hub, small thread counts (2-core CI), and helpers to write recipes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+def write_recipe(folder: Path, text: str, name: str = "recipe.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+DIGITS_RECIPE = """
+name: digits_smoke
+model:
+  source: builtin:digits_cnn
+  task: image-classification
+data:
+  source: builtin:digits
+  calibration_samples: 32
+  eval_samples: 48
+stages:
+  fuse: {}
+  ptq: {}
+  bench:
+    enabled: false
+budgets:
+  accuracy_drop: 1.0
+"""
