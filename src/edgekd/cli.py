@@ -159,6 +159,14 @@ def recipes_list():
 from edgekd.quant.cli import sensitivity as _sensitivity_command  # noqa: E402
 
 main.add_command(_sensitivity_command)
+from edgekd.llm.cli import llm as _llm_group  # noqa: E402
+
+main.add_command(_llm_group)
+
+from edgekd.bench.cli import bench_command as _bench_command, size_group as _size_group  # noqa: E402
+
+main.add_command(_bench_command)
+main.add_command(_size_group)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,82 @@ class VerifyStage(Strict):
     min_cosine: float | None = Field(default=None, ge=-1, le=1)
 
 
+class SensitivityStage(Strict):
+    """Per-layer sensitivity: the error each Conv/Linear alone adds when quantized (edgekd.quant.sensitivity)."""
+
+    enabled: bool = True
+    samples: int = Field(default=16, ge=1)  # calibration samples fed per layer
+    precisions: list[Literal["int8", "int4", "fp16"]] | None = None  # None: int8 + what the backend supports
+    batch_size: int = Field(default=16, ge=1)
+
+
+class MixedPrecisionStage(Strict):
+    """Precision per layer under the artifact-size budget (exact knapsack), or a saved plan loaded from `plan`."""
+
+    enabled: bool = True
+    plan: str | None = None  # a precision_plan.json from an earlier run: loaded and validated instead of solving
+    precisions: list[Precision] | None = None  # candidates; None: what the profile's backend supports
+    granularity_kb: int = Field(default=4, ge=1, le=1024)  # DP bucket size over bytes
+    overhead_mb: float | None = Field(default=None, ge=0)  # non-layer bytes; None: estimated from the model
+
+
+class TemperatureSchedule(Strict):
+    """KD temperature: constant at `start`, or linear from `start` to `end` over all training steps."""
+
+    start: float = Field(default=4.0, gt=0)
+    end: float | None = Field(default=None, gt=0)  # None: same as start
+    schedule: Literal["constant", "linear"] = "constant"
+
+
+class HiddenPair(Strict):
+    student: str  # exact module name in the student (model.named_modules())
+    teacher: str  # exact module name in the teacher
+
+
+class HiddenMatching(Strict):
+    """MSE between chosen intermediate outputs; a learned Linear projects student width to teacher width."""
+
+    pairs: list[HiddenPair] = Field(min_length=1)
+    weight: float = Field(default=1.0, ge=0)
+
+
+class TrainStage(Strict):
+    """What the KD trainer (edgekd.train) needs; shared by the distill and qat stages."""
+
+    enabled: bool = True
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(default=0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)  # max global grad norm; None: no clipping
+    seed: int = 0
+    alpha: float = Field(default=0.7, ge=0, le=1)  # weight of the KD term; 1 - alpha weights the label CE
+    temperature: TemperatureSchedule = Field(default_factory=TemperatureSchedule)
+    embedding_loss: Literal["cosine", "mse"] = "cosine"  # tasks without classes (sentence embeddings)
+    checkpoint_every: int = Field(default=200, ge=1)  # steps; a checkpoint is also written at every epoch end
+    device: Literal["cpu", "cuda", "auto"] | None = None  # None: the CLI's --device
+
+
+class DistillStage(TrainStage):
+    """fp32 knowledge distillation from recipe.teacher into the student (edgekd.stages.distill)."""
+
+    hidden: HiddenMatching | None = None
+
+
+class QatStage(TrainStage):
+    """PT2E quantization-aware training with the same KD loss, then convert (edgekd.stages.qat)."""
+
+    lr: float = Field(default=1e-4, gt=0)
+    epochs: int = Field(default=3, ge=1)
+    per_channel: bool = True
+    freeze_observers_epoch: int | None = Field(default=None, ge=0)  # None: the last epoch freezes them
+    freeze_bn_epoch: int | None = Field(default=None, ge=0)  # None: the last epoch uses running BN statistics
+
+
 class BenchStage(Strict):
     enabled: bool = True
     warmup: int = Field(default=5, ge=0)
@@ -86,12 +162,12 @@ class BenchStage(Strict):
 class Stages(Strict):
     """Which optional stages run. load, export and verify always run; a present section enables its stage."""
 
-    distill: dict | None = None
+    distill: DistillStage | None = None
     fuse: FuseStage = Field(default_factory=FuseStage)
-    sensitivity: dict | None = None
-    mixed_precision: dict | None = None
+    sensitivity: SensitivityStage | None = None
+    mixed_precision: MixedPrecisionStage | None = None
     ptq: PtqStage | None = None
-    qat: dict | None = None
+    qat: QatStage | None = None
     export: ExportStage = Field(default_factory=ExportStage)
     verify: VerifyStage = Field(default_factory=VerifyStage)
     bench: BenchStage = Field(default_factory=BenchStage)
@@ -117,6 +193,23 @@ class Budgets(Strict):
     perplexity_increase: float | None = Field(default=None, ge=0)
 
 
+class LlmConfig(Strict):
+    """Causal-LM settings (edgekd.llm): KV-cache length, 8da4w group size, ONNX variants, decoding and perplexity."""
+
+    max_seq_len: int = Field(default=256, ge=16, le=8192)  # static KV-cache length of the .pte; ONNX past limit
+    max_new_tokens: int = Field(default=32, ge=1)  # greedy tokens per prompt (verify) and decode steps (bench)
+    group_size: Literal[32, 64, 128, 256] = 32  # int4 weight group (8da4w) and MatMulNBits block size
+    embedding_quant: Literal["none", "int8", "int4"] = "int8"  # nn.Embedding weight-only quantization in the .pte
+    prompts: list[str] | None = None  # None: the first sentences of the corpus
+    corpus: Literal["austen:prideprejudice", "austen:emma", "austen:persuasion", "austen:sensesensibility",
+                    "austen:mansfieldpark", "austen:northangerabbey"] = "austen:prideprejudice"
+    perplexity_tokens: int = Field(default=512, ge=16)  # the first N tokens of the corpus, so numbers compare
+    prefill_tokens: int = Field(default=64, ge=1)  # prompt length for prefill tokens/s
+    onnx_variants: list[Literal["fp32", "int4", "int8"]] = Field(default_factory=lambda: ["fp32", "int4", "int8"])
+    pte_variants: list[Literal["fp32", "8da4w"]] = Field(default_factory=lambda: ["fp32", "8da4w"])
+    lora_adapter: str | None = None  # a peft adapter folder merged into the weights before export
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -125,6 +218,7 @@ class Recipe(Strict):
     data: DataConfig
     stages: Stages = Field(default_factory=Stages)
     budgets: Budgets | None = None  # overrides the profile's, key by key
+    llm: LlmConfig | None = None  # causal LMs only (model task causal-lm)
     seed: int = 0
 
 

@@ -29,6 +29,7 @@ class NonFloatGuard:
     def __init__(self, inner: Any):
         self.inner = inner
         self.dropped: list[str] = []
+        self.repaired: list[str] = []
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = self.inner.annotate(model)
@@ -45,10 +46,41 @@ class NonFloatGuard:
         self.inner.validate(model)
 
     def transform_for_annotation(self, model):
-        return self.inner.transform_for_annotation(model)
+        """The inner transform turns scalar operands into float tensor constants so `add`/`mul` can be quantized;
+        on integer arithmetic (`arange + 0` in HF mask code) that silently makes an index tensor float. Cast such
+        constants back to the integer dtype of the tensor they are combined with."""
+        model = self.inner.transform_for_annotation(model)
+        for node in model.graph.nodes:
+            if node.op != "get_attr":
+                continue
+            constant = _get_attr(model, node.target)
+            if not isinstance(constant, torch.Tensor) or not constant.dtype.is_floating_point:
+                continue
+            partners = [a for user in node.users for a in user.args
+                        if isinstance(a, torch.fx.Node) and a is not node and not _is_float(a)]
+            if partners and constant.numel() == 1 and float(constant).is_integer():
+                dtype = partners[0].meta["val"].dtype
+                _set_attr(model, node.target, constant.to(dtype))
+                self.repaired.append(node.name)
+        model.recompile()
+        return model
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+
+def _get_attr(model: torch.nn.Module, target: str):
+    owner, _, name = target.rpartition(".")
+    return getattr(model.get_submodule(owner) if owner else model, name)
+
+
+def _set_attr(model: torch.nn.Module, target: str, value: torch.Tensor) -> None:
+    owner, _, name = target.rpartition(".")
+    module = model.get_submodule(owner) if owner else model
+    if name in getattr(module, "_buffers", {}):
+        module._buffers[name] = value
+    else:
+        setattr(module, name, value)
 
 
 def _is_float(node: torch.fx.Node) -> bool:
@@ -75,7 +107,9 @@ def make_quantizer(backend: str, *, qat: bool = False, per_channel: bool = True,
         config = symmetric_activation_config(config)
     quantizer = XNNPACKQuantizer().set_global(config)
     for name in skip_modules:
-        quantizer.set_module_name(name, None)
+        # set_module_name(name, None) asserts "not supported yet", but None is exactly what the annotator honours:
+        # a None config annotates nothing for that module and the global config skips every named module.
+        quantizer.module_name_config[name] = None
     for module_type in module_type_skips:
         quantizer.set_module_type(module_type, None)
     return NonFloatGuard(quantizer)

@@ -18,11 +18,12 @@ def print_summary(ctx: Context, folder: Path, quiet: bool = False) -> str:
     verdict = overall_verdict(verdicts)
     if quiet:
         return verdict
-    console = Console()
+    console = Console(width=max(Console().width, 140))  # a truncated artifact name is useless in a CI log
     rows = artifact_rows(ctx)
     table = Table(title=f"{ctx.recipe.name} on {ctx.profile.name}")
     for col in (rows[0] if rows else {}):
-        table.add_column(col, justify="right" if col not in ("artifact", "runtime", "precision") else "left")
+        table.add_column(col, justify="right" if col not in ("artifact", "runtime", "precision") else "left",
+                         overflow="fold")
     for row in rows:
         style = "red" if row["verdict"] == "fail" else None
         table.add_row(*[str(v) for v in row.values()], style=style)

@@ -32,6 +32,9 @@ def run(ctx: Context, cfg) -> Context:
         ctx.decide("ptq", name, "kept in floating point", "the precision plan assigns it a float precision")
     for node in quantizer.dropped:
         ctx.decide("ptq", node, "not quantized", "integer-valued op (index arithmetic); quantizing it breaks the graph")
+    for node in quantizer.repaired:
+        ctx.decide("ptq", node, "constant kept integer",
+                   "the quantizer's scalar-to-tensor transform made an integer index constant float")
     ctx.metrics["ptq"] = {"scheme": cfg.scheme, "per_channel": cfg.per_channel, "calibration_samples": count,
                           "quantizer": pt2e.BACKEND_QUANTIZER[ctx.profile.backend], "float_layers": skip,
                           "seconds": time.perf_counter() - started}

@@ -1,0 +1,170 @@
+"""`edgekd bench` and `edgekd size check`: thin click commands over edgekd.bench.core and edgekd.report.size.
+
+Registered in edgekd/cli.py with main.add_command(bench_command) and main.add_command(size_group).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgekd.cli import handles_errors
+from edgekd.errors import EXIT_OK, EdgekdError
+
+
+def load_profile(name: str, overrides: list[str]):
+    """A device profile by name or path, with `key=value` overrides; every problem reported at once."""
+    from edgekd.config.loading import apply_overrides, available_profiles, find_profile, read_yaml, validate
+    from edgekd.config.schema import Profile
+    from edgekd.errors import ProblemList
+
+    problems = ProblemList()
+    path = find_profile(name)
+    if path is None:
+        problems.add("--profile", "profile", "unknown device profile", value=name,
+                     allowed=", ".join(available_profiles()))
+        problems.raise_if_any("invalid configuration")
+    data = read_yaml(path, problems)
+    problems.raise_if_any("invalid profile")
+    profile = validate(Profile, apply_overrides(data, [o.removeprefix("profile.") for o in overrides]), str(path),
+                       problems)
+    problems.raise_if_any("invalid profile")
+    return profile
+
+
+def _split_host(host: str | None, user: str | None) -> tuple[str | None, str | None]:
+    if host and "@" in host:
+        u, h = host.rsplit("@", 1)
+        return h, user or u
+    return host, user
+
+
+def _cores(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError as exc:
+        raise EdgekdError("--cores must be comma-separated CPU ids", key="--cores", hint=repr(text)) from exc
+
+
+@click.command("bench")
+@click.option("--profile", "-p", required=True, help="device profile name or YAML path (budgets, runner, threads)")
+@click.option("--artifacts", "-a", "folder", required=True, type=click.Path(path_type=Path),
+              help="an out/<name> folder with manifest.json and inputs.npz")
+@click.option("--runner", type=click.Choice(["local", "ssh", "adb"]), default=None,
+              help="default: the profile's runner.kind")
+@click.option("--host", default=None, help="ssh host, or user@host")
+@click.option("--port", type=int, default=None, help="ssh port")
+@click.option("--user", default=None, help="ssh user")
+@click.option("--key", default=None, type=click.Path(path_type=Path), help="ssh private key")
+@click.option("--remote-python", default=None, help="python on the board (default: profile runner.remote_python)")
+@click.option("--remote-dir", default=None, help="scratch folder on the board")
+@click.option("--serial", default=None, help="adb device serial")
+@click.option("--binary", default=None, help="adb: benchmark binary path on the device")
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--runs", type=int, default=30, show_default=True)
+@click.option("--threads", type=int, default=None, help="default: the profile's threads")
+@click.option("--cores", default=None, help="CPU ids to pin to, e.g. 4,5,6,7 (default: the profile's cores)")
+@click.option("--junit", type=click.Path(path_type=Path), default=None,
+              help="JUnit XML path (default: <artifacts>/bench-<runner>.junit.xml)")
+@click.option("--no-plots", is_flag=True, help="do not draw the latency/size plots")
+@click.option("--strict", is_flag=True, help="a budget that could not be measured fails too")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a profile key")
+@handles_errors
+def bench_command(profile, folder, runner, host, port, user, key, remote_python, remote_dir, serial, binary, warmup,
+                  runs, threads, cores, junit, no_plots, strict, overrides):
+    """Benchmark an artifacts folder on a runner (local, ssh, adb) and judge it against the profile's budgets.
+
+    Results go into the folder's manifest.json under artifacts[].bench[<runner>], beside other runners' results.
+    Exit 0: every budget met; 1: a budget violated (named with its margin); 2: bad input or runner error.
+    """
+    from edgekd.bench.core import bench_folder, raise_on_failures
+
+    if warmup < 0 or runs < 1 or (threads is not None and threads < 1):
+        raise EdgekdError("--warmup must be >= 0, --runs and --threads >= 1")
+    prof = load_profile(profile, list(overrides))
+    host, user = _split_host(host, user)
+    updates = {k: v for k, v in {"kind": runner, "host": host, "port": port, "user": user,
+                                 "key": str(key) if key else None, "remote_python": remote_python,
+                                 "remote_dir": remote_dir, "serial": serial, "binary": binary}.items()
+               if v is not None}
+    runner_cfg = prof.runner.model_copy(update=updates)
+    runner_cfg = type(runner_cfg).model_validate(runner_cfg.model_dump())  # re-validate the merged values
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status("benchmarking") as status:
+        result = bench_folder(folder, prof, runner_cfg, warmup=warmup, runs=runs, threads=threads,
+                              cores=_cores(cores), junit=junit, plots=not no_plots,
+                              progress=lambda msg: status.update(f"benchmarking {msg}"))
+    print_verdicts(result)
+    raise_on_failures(result.new, strict=strict)
+    sys.exit(EXIT_OK)
+
+
+def print_verdicts(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 140))  # names and "not measured" must never be cut to "…"
+    table = Table(title=f"budgets on the {result.runner} runner")
+    for col in ("artifact", "runner", "budget", "value", "limit", "margin", "status"):
+        table.add_column(col, justify="right" if col in ("value", "limit", "margin") else "left",
+                         overflow="fold", no_wrap=col in ("budget", "status"))
+    style = {"pass": "green", "fail": "red"}
+    for v in result.new:
+        unit = f" {v.unit}" if v.unit else ""
+        value = "-" if v.value is None else f"{v.value:.4g}{unit}"
+        margin = "-" if v.margin is None else f"{v.margin:+.4g}{unit} ({v.margin_pct:+.1f}%)"
+        table.add_row(v.artifact, v.runner or "-", v.metric, value, f"{v.limit:.4g}{unit}", margin,
+                      f"[{style.get(v.status, 'yellow')}]{v.status}[/]")
+    console.print(table)
+    for name, why in result.skipped:
+        console.print(f"[yellow]not benchmarked[/] {name}: {why}")
+    for v in result.new:
+        if v.status == "fail":
+            console.print(f"[red]FAIL[/] {v.artifact} [{v.runner or 'size'}]: {v.line()}")
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}")
+
+
+@click.group("size")
+def size_group() -> None:
+    """Artifact size gate for CI."""
+
+
+@size_group.command("check")
+@click.option("--baseline", required=True, type=click.Path(path_type=Path), help="sizes.json from an earlier run")
+@click.argument("outs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--tolerance-bytes", type=int, default=0, show_default=True, help="growth allowed in bytes")
+@click.option("--tolerance-pct", type=float, default=0.0, show_default=True,
+              help="growth allowed in percent of the baseline (the larger of the two tolerances applies)")
+@click.option("--update-baseline", is_flag=True, help="rewrite the baseline with the current sizes (never by default)")
+@handles_errors
+def size_check_command(baseline, outs, tolerance_bytes, tolerance_pct, update_baseline):
+    """Compare every artifact under OUT... with the baseline; exit 1 on growth beyond tolerance, naming what grew."""
+    from rich.console import Console
+
+    from edgekd.report.size import raise_on_regression, size_check
+
+    result = size_check(baseline, list(outs), tolerance_bytes, tolerance_pct, update_baseline)
+    console = Console()
+    colour = {"regressed": "red", "shrunk": "green", "ok": "green", "new": "yellow", "removed": "yellow"}
+    for check in result.checks:
+        console.print(f"[{colour[check.status]}]{check.status:9}[/] {check.line()}", highlight=False)
+        for g in check.groups[:6] if check.status == "regressed" else []:
+            console.print(f"          by kind: {g.name} {g.before} -> {g.after} B (+{g.delta} B)", highlight=False)
+    import os
+
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        from edgekd.report.size import markdown
+
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+            fh.write(f"### edgekd size check ({baseline})\n\n{markdown(result)}\n")
+    if result.updated:
+        console.print(f"baseline {'updated' if result.baseline_existed else 'created'}: {baseline}")
+    raise_on_regression(result)
+    sys.exit(EXIT_OK)

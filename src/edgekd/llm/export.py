@@ -1,0 +1,191 @@
+"""KV-cache exports of a causal LM: ExecuTorch .pte (static cache, XNNPACK, fp32 or 8da4w) and ONNX (growing
+past key/values; fp32, int4 MatMulNBits, int8 dynamic).
+
+.pte interface (what the ExecuTorch LLM runner expects): forward(input_ids[1, s], cache_position[s]) -> logits
+[1, s, vocab]; the cache lives in the program's mutable buffers and is reset by starting at position 0.
+ONNX interface: (input_ids[1, s], position_ids[1, s], past_key_i, past_value_i ...) -> (logits, present_key_i,
+present_value_i ...), past length 0 for the first call.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from edgekd.errors import EdgekdError
+from edgekd.report.atomic import atomic_path
+
+
+def _kv_shape(config) -> tuple[int, int, int]:
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return config.num_hidden_layers, kv_heads, head_dim
+
+
+def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8"):
+    """torchao 8da4w on every Linear (int8 dynamic per-token activations, int4 symmetric weights per group) and
+    weight-only quantization of nn.Embedding; returns a quantized copy and what was done per module kind."""
+    import torch
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerGroup
+
+    q = copy.deepcopy(model).eval()
+    hidden = q.config.hidden_size
+    linears = [n for n, m in q.named_modules() if isinstance(m, torch.nn.Linear)]
+    bad = [n for n in linears if q.get_submodule(n).in_features % group_size]
+    if bad:
+        raise EdgekdError(f"in_features of {bad[:3]} not divisible by group_size {group_size}", key="llm.group_size",
+                          hint="choose 32, 64 or 128 dividing the hidden size")
+    quantize_(q, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(group_size)))
+    details = {"linear": f"8da4w (int8 dynamic activations, int4 weights, group {group_size})",
+               "linear_count": len(linears)}
+    if embedding_quant != "none":
+        dtype = torch.int8 if embedding_quant == "int8" else torch.int4
+        group = group_size if hidden % group_size == 0 else hidden
+        quantize_(q, IntxWeightOnlyConfig(weight_dtype=dtype, granularity=PerGroup(group)),
+                  filter_fn=lambda mod, fqn: isinstance(mod, torch.nn.Embedding))
+        details["embedding"] = f"{embedding_quant} weight-only, group {group} (quantized_decomposed.embedding_*)"
+    else:
+        details["embedding"] = "fp32"
+    return q, details
+
+
+def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", group_size: int = 32,
+               embedding_quant: str = "int8") -> dict:
+    """Static-KV-cache .pte lowered to XNNPACK; prefill length is dynamic up to max_seq_len - 1."""
+    import torch
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from transformers.integrations.executorch import TorchExportableModuleForDecoderOnlyLM
+
+    import executorch.kernels.quantized  # noqa: F401 - out variants of quantized_decomposed embedding ops
+
+    details: dict = {"max_seq_len": max_seq_len, "kv_cache": "static", "delegate": "xnnpack"}
+    if precision == "8da4w":
+        model, qdetails = quantize_8da4w(model, group_size, embedding_quant)
+        details.update(qdetails)
+    elif precision != "fp32":
+        raise EdgekdError(f"unknown .pte precision {precision!r}", key="llm.pte_variants", hint="allowed: fp32, 8da4w")
+    model = copy.deepcopy(model) if precision == "fp32" else model
+    model.generation_config.use_cache = True
+    model.generation_config.cache_implementation = "static"
+    wrapper = TorchExportableModuleForDecoderOnlyLM(model, batch_size=1, max_cache_len=max_seq_len)
+    seq = torch.export.Dim("seq", min=1, max=max_seq_len - 1)
+    example = torch.zeros((1, 8), dtype=torch.long)
+    with torch.no_grad():
+        program = wrapper.export(input_ids=example, cache_position=torch.arange(8),
+                                 dynamic_shapes={"input_ids": {1: seq}, "cache_position": {0: seq}}, strict=True)
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                       compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    try:
+        from executorch.devtools.backend_debug import get_delegation_info
+
+        info = get_delegation_info(edge.exported_program().graph_module)
+        details["delegated_nodes"] = info.num_delegated_nodes
+        details["non_delegated_nodes"] = info.num_non_delegated_nodes
+        details["delegated_subgraphs"] = info.num_delegated_subgraphs
+    except Exception as exc:  # noqa: BLE001 - delegation stats are informative, not required
+        details["delegation_info_error"] = str(exc)[:200]
+    et = edge.to_executorch(ExecutorchBackendConfig(
+        extract_delegate_segments=True, do_quant_fusion_and_const_prop=True,
+        memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+        sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass()))
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(et.buffer)
+    details["precision"] = precision
+    return details
+
+
+def _onnx_wrapper(model):
+    import torch
+    from transformers import DynamicCache
+
+    layers, _, _ = _kv_shape(model.config)
+
+    class WithPast(torch.nn.Module):
+        """Flat tensors in and out so ONNX sees past/present key/values as graph inputs/outputs."""
+
+        def __init__(self, lm):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids, position_ids, *past):
+            cache = DynamicCache(config=self.lm.config)
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.lm(input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True)
+            present = []
+            for layer in out.past_key_values.layers:
+                present += [layer.keys, layer.values]
+            return (out.logits, *present)
+
+    return WithPast(model).eval()
+
+
+def onnx_io_names(config) -> tuple[list[str], list[str]]:
+    layers, _, _ = _kv_shape(config)
+    past = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    present = [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    return ["input_ids", "position_ids", *past], ["logits", *present]
+
+
+def export_onnx_fp32(model, path: Path, max_seq_len: int, opset: int = 18) -> dict:
+    """torch.onnx.export(dynamo=True) with dynamic sequence and past lengths; one file (external_data=False)."""
+    import torch
+
+    layers, kv_heads, head_dim = _kv_shape(model.config)
+    wrapper = _onnx_wrapper(model)
+    inputs, outputs = onnx_io_names(model.config)
+    ids = torch.zeros((1, 4), dtype=torch.long)
+    pos = torch.arange(3, 7)[None]
+    past = [torch.zeros((1, kv_heads, 3, head_dim)) for _ in range(2 * layers)]
+    seq = torch.export.Dim("seq", min=1, max=max_seq_len)
+    past_len = torch.export.Dim("past", min=0, max=max_seq_len)
+    dynamic = {"input_ids": {1: seq}, "position_ids": {1: seq}, "past": tuple({2: past_len} for _ in past)}
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.onnx")  # the exporter wants an .onnx name
+    try:
+        with torch.no_grad():
+            torch.onnx.export(wrapper, (ids, pos, *past), str(tmp), dynamo=True, opset_version=opset,
+                              external_data=False, input_names=inputs, output_names=outputs,
+                              dynamic_shapes=dynamic, verbose=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"opset": opset, "kv_cache": "past/present inputs and outputs", "layers": layers,
+            "kv_heads": kv_heads, "head_dim": head_dim, "precision": "fp32"}
+
+
+def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32) -> dict:
+    """Weight-only int4 (symmetric, per block) on every MatMul with a constant weight: onnxruntime's MatMulNBits."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(src))
+    quantizer = MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=True)
+    quantizer.process()
+    with atomic_path(Path(dst)) as tmp:
+        onnx.save_model(quantizer.model.model, str(tmp))
+    out = onnx.load(str(dst), load_external_data=False)
+    counts = {"MatMulNBits": sum(n.op_type == "MatMulNBits" for n in out.graph.node),
+              "MatMul_left_float": sum(n.op_type == "MatMul" for n in out.graph.node)}
+    return {"precision": "int4", "method": f"MatMulNBits weight-only, symmetric, block {block_size}", **counts}
+
+
+def quantize_onnx_int8(src: Path, dst: Path) -> dict:
+    """Dynamic int8 (weights int8 per channel, activations quantized at run time) on MatMul/Gemm."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with atomic_path(Path(dst)) as tmp:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    out = onnx.load(str(dst), load_external_data=False)
+    counts = {"MatMulInteger": sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in out.graph.node),
+              "MatMul_left_float": sum(n.op_type == "MatMul" for n in out.graph.node)}
+    return {"precision": "int8", "method": "onnxruntime quantize_dynamic, int8 weights per channel", **counts}

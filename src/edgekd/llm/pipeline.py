@@ -1,0 +1,179 @@
+"""The causal-LM versions of the export, verify and bench stages (the generic stages dispatch here by task).
+
+export: .pte per llm.pte_variants (fp32 reference, 8da4w deliverable) when the backend is executorch-xnnpack, and
+        ONNX per llm.onnx_variants (fp32 reference, int4 MatMulNBits, int8 dynamic) for every backend but tensorrt.
+verify: greedy decoding of real prompts vs the fp32 PyTorch model (tokens matched) and perplexity on a fixed slice of
+        a real corpus, per artifact; fp32 reference perplexity in ctx.metrics["llm"].
+bench:  load time, prefill and decode tokens/s and peak memory per artifact, each in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from edgekd.config.schema import LlmConfig
+from edgekd.context import Artifact, Context
+from edgekd.report.atomic import sha256_of
+
+
+def llm_config(ctx: Context) -> LlmConfig:
+    return ctx.recipe.llm or LlmConfig()
+
+
+def _hf_model(ctx: Context):
+    return ctx.model.meta["hf_model"]
+
+
+def _tick(ctx: Context) -> None:
+    if ctx.progress is not None:
+        ctx.progress()
+
+
+def _add(ctx: Context, path, fmt: str, runtime: str, precision: str, details: dict, reference: bool) -> Artifact:
+    art = Artifact(name=path.name, path=path, format=fmt, runtime=runtime, precision=precision,
+                   bytes=path.stat().st_size, sha256=sha256_of(path), is_reference=reference, details=details)
+    ctx.artifacts.append(art)
+    return art
+
+
+def export_llm_artifacts(ctx: Context) -> Context:
+    from . import export as llm_export
+
+    cfg = llm_config(ctx)
+    if cfg.lora_adapter and not ctx.model.meta.get("lora_merged"):
+        from pathlib import Path
+
+        from .models import merge_lora
+
+        ctx.model.meta["hf_model"] = merge_lora(_hf_model(ctx), Path(cfg.lora_adapter)).eval()
+        ctx.model.meta["lora_merged"] = cfg.lora_adapter
+        ctx.decide("export", "llm.lora_adapter", "merged", f"{cfg.lora_adapter} merged into the weights; "
+                   "verify compares artifacts with the merged model")
+    model, name, out = _hf_model(ctx), ctx.model.name, ctx.out_dir
+    if cfg.max_seq_len > getattr(model.config, "max_position_embeddings", cfg.max_seq_len):
+        ctx.decide("export", "llm.max_seq_len", "kept", "longer than the model's max_position_embeddings")
+    backend = ctx.profile.backend
+    if backend == "executorch-xnnpack":
+        for precision in cfg.pte_variants:
+            path = out / f"{name}.{precision}.pte"
+            details = llm_export.export_pte(model, path, cfg.max_seq_len, precision, cfg.group_size,
+                                            cfg.embedding_quant)
+            _add(ctx, path, "pte", "executorch", precision, details, reference=precision == "fp32")
+            _tick(ctx)
+    else:
+        ctx.decide("export", ".pte", "not written", f"the profile's backend is {backend}, not executorch-xnnpack")
+    if backend == "tensorrt":
+        ctx.decide("export", "onnx", "not written", "LLM export to TensorRT is not supported by edgekd.llm")
+        return ctx
+    if cfg.onnx_variants:
+        fp32_path = out / f"{name}.fp32.onnx"
+        details = llm_export.export_onnx_fp32(model, fp32_path, cfg.max_seq_len,
+                                              opset=ctx.recipe.stages.export.opset)
+        _tick(ctx)
+        if "fp32" in cfg.onnx_variants:
+            _add(ctx, fp32_path, "onnx", "onnxruntime", "fp32", details, reference=True)
+        if "int4" in cfg.onnx_variants:
+            path = out / f"{name}.int4.onnx"
+            _add(ctx, path, "onnx", "onnxruntime", "int4", llm_export.quantize_onnx_int4(fp32_path, path,
+                                                                                       cfg.group_size), False)
+        if "int8" in cfg.onnx_variants:
+            path = out / f"{name}.int8.onnx"
+            _add(ctx, path, "onnx", "onnxruntime", "int8", llm_export.quantize_onnx_int8(fp32_path, path), False)
+        if "fp32" not in cfg.onnx_variants:
+            fp32_path.unlink()
+            ctx.decide("export", fp32_path.name, "deleted after quantizing", "fp32 not in llm.onnx_variants")
+    fp32_bytes = {a.format: a.bytes for a in ctx.artifacts if a.precision == "fp32"}
+    for art in ctx.artifacts:
+        if art.format in fp32_bytes and art.precision != "fp32":
+            art.details["size_ratio_vs_fp32"] = art.bytes / fp32_bytes[art.format]
+    return ctx
+
+
+def prompt_ids(ctx: Context) -> list[list[int]]:
+    from .corpus import default_prompts
+
+    cfg, tok = llm_config(ctx), ctx.model.meta["tokenizer"]
+    prompts = cfg.prompts or default_prompts(cfg.corpus)
+    return [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
+def verify_llm(ctx: Context) -> Context:
+    from .corpus import corpus_tokens
+    from .decode import greedy, matched_prefix, open_session, perplexity, torch_session
+
+    cfg, tok = llm_config(ctx), ctx.model.meta["tokenizer"]
+    window = cfg.max_seq_len - 1
+    tokens = corpus_tokens(tok, cfg.corpus, cfg.perplexity_tokens)
+    prompts = prompt_ids(ctx)
+    eos = tok.eos_token_id
+    ref_session = torch_session(_hf_model(ctx), cfg.max_seq_len)
+    reference = [greedy(ref_session, p, cfg.max_new_tokens, eos) for p in prompts]
+    ref_ppl = perplexity(ref_session, tokens, window)
+    ctx.metrics["llm"] = {"corpus": cfg.corpus, "perplexity_tokens": len(tokens), "fp32_pytorch": ref_ppl,
+                          "prompts": [tok.decode(p) for p in prompts],
+                          "fp32_continuations": [tok.decode(r) for r in reference]}
+    budget = ctx.budgets.perplexity_increase
+    for art in ctx.artifacts:
+        session = open_session(art.path, art.runtime, cfg.max_seq_len)
+        outs = [greedy(session, p, cfg.max_new_tokens, eos) for p in prompts]
+        matched = [matched_prefix(r, o) for r, o in zip(reference, outs)]
+        ppl = perplexity(session, tokens, window)
+        increase = ppl["perplexity"] / ref_ppl["perplexity"] - 1
+        art.parity = {"greedy_tokens_matched": matched, "greedy_tokens_matched_min": min(matched),
+                      "greedy_tokens_compared": [len(r) for r in reference],
+                      "continuations": [tok.decode(o) for o in outs], **ppl,
+                      "perplexity_fp32": ref_ppl["perplexity"], "perplexity_increase": increase,
+                      "perplexity_increase_basis": "relative: artifact / fp32 PyTorch - 1"}
+        if budget is not None and not art.is_reference:
+            art.verdicts.append(_verdict("perplexity_increase", increase, budget, "max", "relative to fp32 PyTorch"))
+        _tick(ctx)
+    return ctx
+
+
+def _verdict(metric: str, value: float, limit: float, kind: str, basis: str) -> dict:
+    ok = value <= limit if kind == "max" else value >= limit
+    return {"metric": metric, "value": value, "limit": limit, "kind": kind,
+            "margin": (limit - value) if kind == "max" else (value - limit), "status": "pass" if ok else "fail",
+            "basis": basis}
+
+
+def bench_one(path, runtime: str, prompt: list[int], new_tokens: int, max_len: int, threads: int,
+              repeats: int = 3, timeout_s: int = 1800) -> dict:
+    """Run edgekd.llm.benchproc in a fresh interpreter and return its JSON."""
+    from edgekd.errors import EdgekdError
+
+    cmd = [sys.executable, "-m", "edgekd.llm.benchproc", str(path), "--runtime", runtime,
+           "--prompt-ids", ",".join(map(str, prompt)), "--new-tokens", str(new_tokens), "--max-len", str(max_len),
+           "--threads", str(threads), "--repeats", str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise EdgekdError(f"benchmark process failed: {proc.stderr.strip()[-600:]}", file=str(path))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_llm(ctx: Context) -> Context:
+    from .corpus import corpus_tokens
+
+    cfg, tok = llm_config(ctx), ctx.model.meta["tokenizer"]
+    prompt = corpus_tokens(tok, cfg.corpus, cfg.prefill_tokens)
+    threads = ctx.profile.threads
+    if ctx.profile.runner.kind != "local":
+        ctx.decide("bench", "llm artifacts", "measured on this machine",
+                   f"edgekd.llm benchmarks locally only; runner {ctx.profile.runner.kind} is not used for LLMs")
+    budgets = ctx.budgets
+    for art in ctx.artifacts:
+        art.bench = bench_one(art.path, art.runtime, prompt, cfg.max_new_tokens, cfg.max_seq_len, threads)
+        art.bench["machine"] = "this machine (local)"
+        if art.is_reference:
+            continue
+        checks = [("prefill_tokens_per_s", art.bench["prefill_tokens_per_s"], budgets.prefill_tokens_per_s, "min"),
+                  ("decode_tokens_per_s", art.bench["decode_tokens_per_s"], budgets.decode_tokens_per_s, "min"),
+                  ("peak_memory_mb", art.bench["peak_memory_mb"], budgets.peak_memory_mb, "max"),
+                  ("artifact_size_mb", art.bytes / 2**20, budgets.artifact_size_mb, "max")]
+        for metric, value, limit, kind in checks:
+            if limit is not None and value is not None:
+                art.verdicts.append(_verdict(metric, value, limit, kind, "measured on this machine"))
+        _tick(ctx)
+    return ctx

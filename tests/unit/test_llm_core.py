@@ -1,0 +1,145 @@
+"""edgekd.llm on tiny random Qwen2 models (2 layers, hidden 64, vocab 256): KV-cache ONNX export and its int4/int8
+variants run in onnxruntime and agree with PyTorch step by step; config and error paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd.errors import EdgekdError
+
+
+def tiny_qwen2(seed: int = 0):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      tie_word_embeddings=True)
+    return Qwen2ForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory):
+    from edgekd.llm.export import export_onnx_fp32, quantize_onnx_int4, quantize_onnx_int8
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("llm_onnx")
+    model = tiny_qwen2()
+    fp32 = folder / "tiny.fp32.onnx"
+    details = {"fp32": export_onnx_fp32(model, fp32, max_seq_len=64)}
+    details["int4"] = quantize_onnx_int4(fp32, folder / "tiny.int4.onnx", block_size=32)
+    details["int8"] = quantize_onnx_int8(fp32, folder / "tiny.int8.onnx")
+    return model, folder, details
+
+
+def test_onnx_kv_cache_matches_pytorch_prefill_and_steps(onnx_files):
+    from edgekd.llm.decode import onnx_session, torch_session
+
+    model, folder, details = onnx_files
+    assert details["fp32"]["layers"] == 2 and details["fp32"]["kv_heads"] == 2
+    ref, art = torch_session(model, 64), onnx_session(folder / "tiny.fp32.onnx", 64)
+    ids = list(range(3, 13))
+    np.testing.assert_allclose(art.feed(ids), ref.feed(ids), atol=1e-4)
+    for token in (7, 99, 200):  # one token at a time, reading the growing past key/values
+        np.testing.assert_allclose(art.feed([token]), ref.feed([token]), atol=1e-4)
+    assert art.pos == ref.pos == 13
+    art.reset()
+    ref.reset()
+    np.testing.assert_allclose(art.feed([1, 2]), ref.feed([1, 2]), atol=1e-4)  # reset really forgot the cache
+
+
+def test_onnx_int4_and_int8_variants_quantize_every_matmul_and_run(onnx_files):
+    from edgekd.llm.decode import greedy, matched_prefix, onnx_session, perplexity, torch_session
+
+    model, folder, details = onnx_files
+    assert details["int4"]["MatMulNBits"] >= 14  # 2 layers x (q,k,v,o,gate,up,down) (+ lm_head)
+    assert details["int8"]["MatMulInteger"] >= 14
+    fp32_size = (folder / "tiny.fp32.onnx").stat().st_size
+    assert (folder / "tiny.int4.onnx").stat().st_size < fp32_size
+    ref = torch_session(model, 64)
+    tokens = list(np.random.default_rng(0).integers(0, 256, 60))
+    ref_ppl = perplexity(ref, tokens, window=31)
+    assert ref_ppl["tokens_scored"] == 58 and 50 < ref_ppl["perplexity"] < 1000  # random model: ~vocab size
+    for name in ("tiny.int4.onnx", "tiny.int8.onnx"):
+        session = onnx_session(folder / name, 64)
+        ppl = perplexity(session, tokens, window=31)
+        assert abs(ppl["perplexity"] / ref_ppl["perplexity"] - 1) < 0.2
+        out = greedy(session, [5, 6, 7], 8)
+        assert len(out) == 8 and matched_prefix(greedy(ref, [5, 6, 7], 8), out) >= 0
+
+
+def test_greedy_stops_at_cache_end_and_matched_prefix():
+    from edgekd.llm.decode import greedy, matched_prefix, torch_session
+
+    session = torch_session(tiny_qwen2(), max_len=8)
+    out = greedy(session, [1, 2, 3, 4, 5], 10)
+    assert session.pos <= 8 and len(out) == 4
+    assert matched_prefix([1, 2, 3], [1, 2, 4]) == 2 and matched_prefix([1], []) == 0
+    with pytest.raises(ValueError, match="exceed the cache length"):
+        session.feed(list(range(9)))
+
+
+def test_llm_config_forbids_unknown_keys_and_bad_values():
+    from pydantic import ValidationError
+
+    from edgekd.config.schema import LlmConfig
+
+    assert LlmConfig().onnx_variants == ["fp32", "int4", "int8"]
+    with pytest.raises(ValidationError):
+        LlmConfig(group_sise=32)
+    with pytest.raises(ValidationError):
+        LlmConfig(group_size=48)
+    with pytest.raises(ValidationError):
+        LlmConfig(onnx_variants=["int3"])
+
+
+def test_quantize_8da4w_replaces_linear_and_embedding_weights():
+    from edgekd.llm.export import quantize_8da4w
+
+    model = tiny_qwen2()
+    q, details = quantize_8da4w(model, 32, "int8")
+    assert details["linear_count"] == 15 and "int8" in details["embedding"]
+    assert type(q.model.layers[0].self_attn.q_proj.weight).__name__ != "Parameter"
+    assert type(q.model.embed_tokens.weight).__name__ != "Parameter"
+    assert type(model.model.layers[0].self_attn.q_proj.weight).__name__ == "Parameter"  # the original is untouched
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        diff = (q(ids).logits - model(ids).logits).abs().max().item()
+    assert 0 < diff < 1.0
+    with pytest.raises(EdgekdError, match="group_size"):
+        quantize_8da4w(model, 256)
+
+
+def test_merge_lora_errors_are_clear(tmp_path):
+    from edgekd.llm.models import merge_lora
+
+    with pytest.raises(EdgekdError) as info:
+        merge_lora(tiny_qwen2(), tmp_path)
+    assert "peft" in info.value.render() or "adapter_config.json" in info.value.render()
+
+
+def test_convert_gguf_refuses_foreign_folder_and_missing_file(tmp_path):
+    from edgekd.llm.models import convert_gguf
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not edgekd's")
+    with pytest.raises(EdgekdError, match="not written by edgekd"):
+        convert_gguf(tmp_path / "x.gguf", foreign)
+    with pytest.raises(EdgekdError, match="GGUF file not found"):
+        convert_gguf(tmp_path / "x.gguf", tmp_path / "new")
+    assert (foreign / "notes.txt").read_text() == "not edgekd's"
+
+
+def test_bench_process_measures_tokens_per_s_and_memory(onnx_files):
+    from edgekd.llm.pipeline import bench_one
+
+    _, folder, _ = onnx_files
+    result = bench_one(folder / "tiny.int4.onnx", "onnxruntime", list(range(1, 17)), new_tokens=8, max_len=64,
+                       threads=1, repeats=2)
+    assert result["prompt_tokens"] == 16 and result["decode_tokens"] == 8
+    assert result["prefill_tokens_per_s"] > 0 and result["decode_tokens_per_s"] > 0
+    assert result["load_s"] > 0 and result["peak_rss_mb"] >= result["baseline_rss_mb"] > 0
+    assert result["peak_memory_mb"] >= 0
