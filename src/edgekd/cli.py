@@ -167,6 +167,9 @@ from edgekd.bench.cli import bench_command as _bench_command, size_group as _siz
 
 main.add_command(_bench_command)
 main.add_command(_size_group)
+from edgekd.lint.cli import lint_command as _lint_command  # noqa: E402
+
+main.add_command(_lint_command)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ variants run in onnxruntime and agree with PyTorch step by step; config and erro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,45 @@ def test_bench_process_measures_tokens_per_s_and_memory(onnx_files):
     assert result["prefill_tokens_per_s"] > 0 and result["decode_tokens_per_s"] > 0
     assert result["load_s"] > 0 and result["peak_rss_mb"] >= result["baseline_rss_mb"] > 0
     assert result["peak_memory_mb"] >= 0
+
+
+def test_size_ratio_falls_back_to_state_dict_and_report_section_shows_it(onnx_files, tmp_path):
+    """No fp32 artifact of a format: the ratio is taken against the fp32 state dict and the report says so."""
+    from edgekd.config.loading import load_recipe_and_profile
+    from edgekd.context import Artifact, Context
+    from edgekd.llm.pipeline import _size_ratios, state_dict_bytes
+    from edgekd.llm.report import TITLE, llm_rows, publish
+
+    model, folder, _ = onnx_files
+    params = sum(p.numel() for p in model.parameters())  # parameters() yields the tied embedding once
+    assert state_dict_bytes(model) == 4 * params  # lm_head tied to the embedding: stored once
+    recipe_file = Path(__file__).resolve().parents[2] / "recipes/smollm2/8da4w.yaml"
+    recipe, profile, rfile, pfile = load_recipe_and_profile(recipe_file, "snapdragon865", [])
+    ctx = Context(recipe=recipe, profile=profile, recipe_path=rfile, profile_path=pfile, out_dir=tmp_path)
+    for precision in ("fp32", "int4"):
+        path = folder / f"tiny.{precision}.onnx"
+        ctx.artifacts.append(Artifact(name=path.name, path=path, format="onnx", runtime="onnxruntime",
+                                      precision=precision, bytes=path.stat().st_size, sha256="",
+                                      is_reference=precision == "fp32"))
+    int8 = folder / "tiny.int8.onnx"  # pretend it is a .pte-like format with no fp32 sibling
+    ctx.artifacts.append(Artifact(name="tiny.int8.x", path=int8, format="x", runtime="onnxruntime",
+                                  precision="int8", bytes=int8.stat().st_size, sha256="", is_reference=False))
+    _size_ratios(ctx, model)
+    fp32_onnx = ctx.artifacts[0].bytes
+    assert ctx.artifacts[1].details["size_ratio_vs_fp32"] == pytest.approx(ctx.artifacts[1].bytes / fp32_onnx)
+    assert ctx.artifacts[2].details["size_ratio_vs_fp32"] == pytest.approx(int8.stat().st_size
+                                                                           / state_dict_bytes(model))
+    assert "tiny.int8.x against the fp32 state dict" in ctx.metrics["llm"]["size_basis"]
+    ctx.metrics["llm"].update({"corpus": "austen:emma", "perplexity_tokens": 64,
+                               "fp32_pytorch": {"perplexity": 12.5, "window": 63}, "prompts": ["Emma Woodhouse"],
+                               "fp32_continuations": [", handsome"]})
+    ctx.artifacts[1].parity = {"perplexity": 13.0, "perplexity_increase": 0.04, "greedy_tokens_matched": [3],
+                               "greedy_tokens_compared": [8], "continuations": ["a\nb`c"]}
+    ctx.artifacts[1].bench = {"decode_tokens_per_s": 55.5, "prefill_tokens_per_s": 400.0}
+    publish(ctx)
+    section = ctx.metrics["report_sections"][TITLE]
+    rows = {r["artifact"]: r for r in llm_rows(ctx)}
+    assert rows["tiny.int4.onnx"]["perplexity"] == "13.000" and rows["tiny.int4.onnx"]["decode tok/s"] == "55.5"
+    assert rows["tiny.int4.onnx"]["greedy matched"] == "3 of 8"
+    assert rows["fp32 PyTorch (reference)"]["perplexity"] == "12.500"
+    assert "| tiny.int4.onnx | onnxruntime | int4 |" in section and "a\\nb'c" in section

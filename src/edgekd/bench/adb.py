@@ -23,6 +23,7 @@ from edgekd.errors import EdgekdError
 
 from .runner import BenchRequest, last_line, parse_measure_output
 
+BINARY_OK = "EDGEKD_BINARY_OK"
 _EXECUTED = re.compile(r"executed successfully (\d+) time\(s\) in ([0-9.]+) ?ms", re.IGNORECASE)
 
 
@@ -68,6 +69,15 @@ class AdbRunner:
         except subprocess.TimeoutExpired as exc:
             raise EdgekdError(f"adb {what} did not finish in {timeout_s} s") from exc
 
+    def binary_probe_command(self) -> list[str]:
+        """`adb shell` argv that prints a marker when the binary exists and is executable.
+
+        The marker, not the exit status, decides: adb before 1.0.36 / devices before Android 7 return 0 from every
+        `adb shell`. The path reaches the device shell as "$1" of a fixed script, never pasted into it.
+        """
+        script = f'test -x "$1" && echo {BINARY_OK}'
+        return self.shell_command(["sh", "-c", script, "sh", str(self.binary)])
+
     def check(self) -> None:
         """adb present, the device attached and authorised, the benchmark binary on it: one clear line otherwise."""
         if shutil.which(self.adb) is None:
@@ -77,25 +87,14 @@ class AdbRunner:
             raise EdgekdError("no benchmark binary configured for the adb runner", key="runner.binary",
                               hint="push executor_runner to the phone and set runner.binary to its path")
         proc = self._call([self.adb, "devices"], "devices", 30)
-        states = parse_devices(proc.stdout)
-        ready = [s for s, st in states.items() if st == "device"]
-        if self.serial:
-            state = states.get(self.serial)
-            if state is None:
-                raise EdgekdError(f"no device {self.serial!r} attached", key="runner.serial",
-                                  hint=f"attached: {', '.join(states) or 'none'}")
-            if state != "device":
-                raise EdgekdError(f"device {self.serial!r} is {state}", key="runner.serial",
-                                  hint="unlock the phone and accept the USB debugging prompt")
-        elif not ready:
-            raise EdgekdError("no device attached", hint="connect a phone with USB debugging on (adb devices)")
-        elif len(ready) > 1:
-            raise EdgekdError(f"{len(ready)} devices attached; name one", key="runner.serial",
-                              hint=f"attached: {', '.join(ready)}")
-        proc = self._call(self.shell_command(["test", "-x", str(self.binary)]), "binary check", 30)
         if proc.returncode != 0:
-            raise EdgekdError(f"benchmark binary missing on the device: {self.binary}", key="runner.binary",
-                              hint="adb push executor_runner /data/local/tmp/ && chmod +x it")
+            raise EdgekdError(f"adb devices failed: {last_line(proc.stderr or proc.stdout)}")
+        problem = device_problem(parse_devices(proc.stdout), self.serial)
+        if problem is not None:
+            raise problem
+        proc = self._call(self.binary_probe_command(), "binary check", 30)
+        if BINARY_OK not in proc.stdout:
+            raise binary_missing(self.binary)
 
     # ------------------------------------------------------------------------------------------ protocol
     def push(self, files: list[Path]) -> list[str]:
@@ -159,6 +158,32 @@ def parse_devices(text: str) -> dict[str, str]:
         if len(parts) >= 2 and not line.startswith(("List of devices", "*")):
             states[parts[0]] = parts[1]
     return states
+
+
+def device_problem(states: dict[str, str], serial: str | None) -> EdgekdError | None:
+    """Why `adb devices` (parsed) rules out running on the configured device, or None when it is ready."""
+    ready = [s for s, st in states.items() if st == "device"]
+    if serial:
+        state = states.get(serial)
+        if state is None:
+            return EdgekdError(f"no device {serial!r} attached", key="runner.serial",
+                               hint=f"attached: {', '.join(states) or 'none'}")
+        if state != "device":
+            return EdgekdError(f"device {serial!r} is {state}", key="runner.serial",
+                               hint="unlock the phone and accept the USB debugging prompt")
+        return None
+    if not ready:
+        seen = f" ({', '.join(f'{s} {st}' for s, st in states.items())})" if states else ""
+        return EdgekdError(f"no device attached{seen}", hint="connect a phone with USB debugging on (adb devices)")
+    if len(ready) > 1:
+        return EdgekdError(f"{len(ready)} devices attached; name one", key="runner.serial",
+                           hint=f"attached: {', '.join(ready)}")
+    return None
+
+
+def binary_missing(binary: str) -> EdgekdError:
+    return EdgekdError(f"benchmark binary missing on the device: {binary}", key="runner.binary",
+                       hint=f"adb push executor_runner {binary} && adb shell chmod +x {binary}")
 
 
 def parse_binary_output(text: str, returncode: int, where: str) -> dict:

@@ -151,7 +151,7 @@ def size_check_command(baseline, outs, tolerance_bytes, tolerance_pct, update_ba
     from edgekd.report.size import raise_on_regression, size_check
 
     result = size_check(baseline, list(outs), tolerance_bytes, tolerance_pct, update_baseline)
-    console = Console()
+    console = Console(soft_wrap=True)  # one line per artifact in CI logs: tensor names are never wrapped or cut
     colour = {"regressed": "red", "shrunk": "green", "ok": "green", "new": "yellow", "removed": "yellow"}
     for check in result.checks:
         console.print(f"[{colour[check.status]}]{check.status:9}[/] {check.line()}", highlight=False)

@@ -39,7 +39,7 @@ def make_runner(cfg: RunnerConfig, state_dir: Path, timeout_s: int = 900):
             raise EdgekdError("the ssh runner needs a host", key="runner.host", hint="set runner.host or --host")
         return SshRunner(host=cfg.host, user=cfg.user, port=cfg.port, key=cfg.key, remote_dir=cfg.remote_dir,
                          remote_python=cfg.remote_python, connect_timeout_s=cfg.connect_timeout_s,
-                         known_hosts=Path(state_dir) / "known_hosts", timeout_s=timeout_s)
+                         known_hosts=Path(state_dir) / "known_hosts", timeout_s=timeout_s, binary=cfg.binary)
     if cfg.kind == "adb":
         from .adb import AdbRunner
 
@@ -52,6 +52,8 @@ def runnable(runner_kind: str, fmt: str, runtime: str) -> str:
     """Why an artifact cannot run on this runner ("" when it can); recorded, never skipped silently."""
     if runner_kind == "adb":
         return "" if runtime == "executorch" else f"the adb runner runs .pte files only, not {fmt}"
+    if runner_kind == "ssh" and runtime == "tensorrt":
+        return ""  # trtexec on the board (edgekd.bench.trtexec)
     if runtime not in PYTHON_RUNTIMES:
         return f"no {runtime} benchmark for the {runner_kind} runner (measure.py runs {', '.join(PYTHON_RUNTIMES)})"
     return ""
@@ -132,6 +134,10 @@ def write_inputs(path: Path, tensors, names: list[str] | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ stage
+# The runtime a profile's device executes: only its artifacts are judged against the device's budgets.
+DEVICE_RUNTIME = {"executorch-xnnpack": "executorch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+
+
 def bench_artifacts(ctx, cfg=None):
     """The bench stage: every artifact on the profile's runner, verdicts into ctx.artifacts[].verdicts."""
     profile: Profile = ctx.profile
@@ -150,9 +156,15 @@ def bench_artifacts(ctx, cfg=None):
         if out.skipped:
             ctx.decide("bench", out.job.name, "not benchmarked", out.skipped)
             continue
+        artifact.bench[runner.name] = out.result
         if out.job.is_reference:
             ctx.decide("bench", out.job.name, "measured, not judged", "the fp32 reference is not a deliverable")
-        artifact.bench[runner.name] = out.result
+            continue
+        if out.job.runtime != DEVICE_RUNTIME.get(profile.backend, out.job.runtime):
+            ctx.decide("bench", out.job.name, "measured, not judged",
+                       f"{profile.name} runs {DEVICE_RUNTIME[profile.backend]}; this {out.job.runtime} artifact is "
+                       "for portability, and its time on this host says nothing about the device's budgets")
+            continue
         artifact.verdicts = merge_verdicts(artifact.verdicts, out.verdicts, runner.name)
         for v in out.verdicts:
             if v.status == NOT_MEASURED:

@@ -218,14 +218,22 @@ def measure(artifact: str, runtime: str, inputs_path: str, warmup: int, runs: in
         raise MeasureError(f"unknown runtime {runtime!r}; allowed: {', '.join(LOADERS)}")
     if not os.path.isfile(artifact):
         raise MeasureError(f"artifact not found: {artifact}")
-    affinity = None
+    affinity, pin_note = None, None
     if cores:
         if not hasattr(os, "sched_setaffinity"):
             raise MeasureError("cores were given but this OS cannot pin threads (no sched_setaffinity)")
-        try:
-            os.sched_setaffinity(0, set(cores))
-        except OSError as exc:
-            raise MeasureError(f"cannot pin to cores {cores}: {exc}") from exc
+        # A profile names the target's cores (a phone's big cores 4-7); a host with fewer CPUs, such as a 2-core CI
+        # box running the local runner, pins to the cores it has of those, or runs unpinned and says so.
+        usable = sorted(set(cores) & os.sched_getaffinity(0))
+        if usable:
+            try:
+                os.sched_setaffinity(0, set(usable))
+            except OSError as exc:
+                raise MeasureError(f"cannot pin to cores {usable}: {exc}") from exc
+            if usable != sorted(cores):
+                pin_note = f"cores {sorted(set(cores) - set(usable))} not on this host; pinned to {usable}"
+        else:
+            pin_note = f"none of cores {cores} exist on this host ({os.cpu_count()} CPUs); ran unpinned"
     if hasattr(os, "sched_getaffinity"):
         affinity = sorted(os.sched_getaffinity(0))
     # Import the runtime before the baseline so the model's share excludes the runtime library itself.
@@ -262,6 +270,7 @@ def measure(artifact: str, runtime: str, inputs_path: str, warmup: int, runs: in
         "os_threads": _proc_status_kb("Threads"),
         "cores": cores,
         "affinity": affinity,
+        "pin_note": pin_note,
         "load_ms": load_ms,
         "warmup_total_ms": warmup_ms,
         "latency_ms": {**summarize(latencies), "samples": latencies},

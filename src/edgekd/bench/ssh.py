@@ -25,6 +25,9 @@ from .runner import BenchRequest, last_line, measure_with_python, parse_measure_
 
 _SAFE_HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
 _SAFE_USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
+# remote_dir reaches the remote shell through scp's TARGET:PATH (legacy scp protocol, OpenSSH < 9), so it is limited
+# to characters no shell treats specially; file names inside it are sent in the scp/sftp protocol, never to a shell.
+_SAFE_REMOTE_DIR = re.compile(r"^/[A-Za-z0-9_./+-]*$")
 
 # ssh's own failure messages (exit status 255) -> the one line a user needs.
 _SSH_FAILURES = [
@@ -32,6 +35,7 @@ _SSH_FAILURES = [
     ("Connection timed out", "connection timed out"),
     ("timed out", "connection timed out"),
     ("No route to host", "no route to host"),
+    ("Network is unreachable", "network is unreachable"),
     ("Could not resolve hostname", "unknown host name"),
     ("Name or service not known", "unknown host name"),
     ("Permission denied", "authentication failed: the key was not accepted"),
@@ -41,6 +45,15 @@ _SSH_FAILURES = [
     ("Connection closed", "the server closed the connection"),
     ("Connection reset", "the server reset the connection"),
 ]
+
+
+def _ssh_config_path(path: Path) -> str:
+    """A path as an ssh -o value: ssh splits such values on blanks and expands %-tokens, so quote and escape."""
+    text = str(Path(path).resolve())
+    if '"' in text:
+        raise EdgekdError("the artifacts folder path contains a double quote, which ssh options cannot carry",
+                          file=text)
+    return '"' + text.replace("%", "%%") + '"'
 
 
 @dataclass
@@ -55,7 +68,9 @@ class SshRunner:
     connect_timeout_s: int = 10
     timeout_s: int = 900
     name: str = "ssh"
+    binary: str | None = None  # trtexec on the board (runner.binary); None: JetPack's /usr/src/tensorrt/bin/trtexec
     _session: str | None = field(default=None, repr=False)
+    python_argv: list[str] = field(default_factory=list, init=False, repr=False)  # remote_python, split
 
     def __post_init__(self) -> None:
         if not self.host or self.host.startswith("-") or not _SAFE_HOST.match(self.host):
@@ -66,9 +81,16 @@ class SshRunner:
             raise EdgekdError("port out of range 1..65535", key="runner.port", hint=repr(self.port))
         if self.key is not None and not Path(self.key).expanduser().is_file():
             raise EdgekdError("ssh key file not found", file=str(self.key), key="runner.key")
-        if not self.remote_dir.startswith("/"):
-            raise EdgekdError("remote_dir must be an absolute path", key="runner.remote_dir",
-                              hint=repr(self.remote_dir))
+        if not _SAFE_REMOTE_DIR.match(self.remote_dir) or "/../" in f"{self.remote_dir}/":
+            raise EdgekdError("remote_dir must be an absolute path of letters, digits and _ . / + - (no ..)",
+                              key="runner.remote_dir", hint=repr(self.remote_dir))
+        try:
+            self.python_argv = shlex.split(self.remote_python)
+        except ValueError as exc:
+            raise EdgekdError(f"remote_python is not a valid command line: {exc}", key="runner.remote_python",
+                              hint=repr(self.remote_python)) from exc
+        if not self.python_argv:
+            raise EdgekdError("remote_python is empty", key="runner.remote_python", hint="e.g. python3")
         for tool in ("ssh", "scp"):
             if shutil.which(tool) is None:
                 raise EdgekdError(f"the OpenSSH client ({tool}) is not installed",
@@ -84,7 +106,8 @@ class SshRunner:
 
     def _options(self) -> list[str]:
         opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(self.connect_timeout_s)}",
-                "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "StrictHostKeyChecking=accept-new",
+                "-o", f"UserKnownHostsFile={_ssh_config_path(self.known_hosts)}",
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=15"]
         if self.key:
             opts += ["-o", "IdentitiesOnly=yes", "-i", str(Path(self.key).expanduser())]
@@ -149,10 +172,12 @@ class SshRunner:
         return [f"{session}/{n}" for n in names]
 
     def run(self, args: list[str]) -> dict:
-        proc = self._call(self.ssh_command([self.remote_python, *args]), "benchmark")
+        """Run remote_python (split like a shell would, each word quoted again) with the script's arguments."""
+        proc = self._call(self.ssh_command([*self.python_argv, *args]), "benchmark")
         where = f"ssh {self.target}:{self.port}"
-        if proc.returncode == 127:
-            raise EdgekdError(f"{where}: remote python {self.remote_python!r} not found "
+        if proc.returncode in (126, 127):  # the remote shell: not found / not executable
+            what = "not found" if proc.returncode == 127 else "not executable"
+            raise EdgekdError(f"{where}: remote python {self.remote_python!r} {what} "
                               "(set runner.remote_python or --remote-python)")
         return parse_measure_output(proc.stdout, proc.stderr, proc.returncode, f"{where} ({self.remote_python})")
 
@@ -175,4 +200,8 @@ class SshRunner:
             pass  # the measurement (or its error) matters more than a leftover folder in /tmp on the board
 
     def measure(self, request: BenchRequest) -> dict:
+        if request.runtime == "tensorrt":  # engines and Q/DQ ONNX for TensorRT are timed by trtexec on the board
+            from .trtexec import measure_with_trtexec
+
+            return measure_with_trtexec(self, request)
         return measure_with_python(self, request)

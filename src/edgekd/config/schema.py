@@ -63,6 +63,9 @@ class PtqStage(Strict):
     scheme: Literal["int8"] = "int8"
     per_channel: bool = True
     onnx_mode: Literal["auto", "pt2e", "ort_static", "ort_dynamic"] = "auto"
+    # Layers kept in fp32 without a solver: exact module names or `re:` patterns (what `edgekd sensitivity` ranks
+    # worst). Merged into the precision plan, so every exporter leaves them out of int8 alike.
+    keep_float: list[str] = Field(default_factory=list)
 
 
 class ExportStage(Strict):
@@ -150,6 +153,7 @@ class QatStage(TrainStage):
     per_channel: bool = True
     freeze_observers_epoch: int | None = Field(default=None, ge=0)  # None: the last epoch freezes them
     freeze_bn_epoch: int | None = Field(default=None, ge=0)  # None: the last epoch uses running BN statistics
+    ptq_baseline: bool = True  # also export plain PTQ of the same student (reference artifacts, never gated)
 
 
 class BenchStage(Strict):

@@ -64,7 +64,19 @@ def export_qdq_onnx(converted: torch.fx.GraphModule, example_inputs: tuple, path
         if got_opset != opset:  # torch's down-converter gives up silently (e.g. "No Adapter To Version 17 for Pad")
             raise EdgekdError(f"asked for opset {opset}, the exporter wrote opset {got_opset}", file=str(path),
                               key="tensorrt.opset", hint="use 18 (dynamo) or 13..17 (TorchScript path)")
+        renamed = make_names_unique(model)
         model, rewrites = rewrite_for_tensorrt(model)
+        rewrites += renamed
+        if rewrites:  # the exporter's value_info describes the graph before the rewrites (e.g. padded shapes)
+            used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+            kept = [i for i in model.graph.initializer if i.name in used]  # e.g. the pads of a folded Pad
+            del model.graph.initializer[:]
+            model.graph.initializer.extend(kept)
+            del model.graph.value_info[:]
+            try:
+                model = onnx.shape_inference.infer_shapes(model)
+            except Exception:  # noqa: BLE001 - intermediate shapes are optional in ONNX
+                pass
         _name_dynamic_dims(model, dynamic_axes)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
@@ -172,6 +184,29 @@ def _fold_constants(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- rewrites
+def make_names_unique(model) -> list[dict]:
+    """Rename an earlier value that shares its name with a later one (measured: torch 2.13's dynamo exporter names
+    the graph output "embedding" although aten.embedding's Gather already wrote a value "embedding"; the file is
+    then not SSA and fails the checker). The earlier value and its consumers up to the redefinition get a new name."""
+    first: dict[str, int] = {}
+    nodes = list(model.graph.node)
+    records = []
+    for j, node in enumerate(nodes):
+        for out in node.output:
+            if out and out in first:
+                new = f"{out}__{first[out]}"
+                for k in range(first[out], j):
+                    for seq in (nodes[k].input, nodes[k].output):
+                        for i, name in enumerate(seq):
+                            if name == out and not (k == first[out] and seq is nodes[k].input):
+                                seq[i] = new
+                records.append({"rewrite": "rename_duplicate_value", "node": nodes[first[out]].name,
+                                "detail": f"{out!r} defined twice by the exporter; the first is now {new!r}"})
+            if out:
+                first[out] = j
+    return records
+
+
 def rewrite_for_tensorrt(model) -> tuple[object, list[dict]]:
     """Apply the exact rewrites listed in the module docstring; returns the model and one record per rewrite."""
     rewrites: list[dict] = []
@@ -376,7 +411,9 @@ def _name_dynamic_dims(model, dynamic_axes: dict) -> None:
 
 
 def _dropped(model, dynamic_axes: dict) -> dict:
-    got = _dynamic_dims(model)
+    got = {}
+    for vi in list(model.graph.input) + list(model.graph.output):  # outputs are named in dynamic_axes too
+        got[vi.name] = {i for i, d in enumerate(vi.type.tensor_type.shape.dim) if not d.HasField("dim_value")}
     out = {}
     for name, axes in (dynamic_axes or {}).items():
         missing = {int(a): n for a, n in axes.items() if int(a) not in got.get(name, {})}
@@ -396,6 +433,19 @@ def exact_session(path: Path, threads: int = 1):
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def exact_runner(path: Path, threads: int = 1):
+    """A runtime.LOADERS-style callable over exact_session: what verify uses for a TensorRT-bound Q/DQ ONNX, whose
+    int8 math TensorRT does in int32 (not onnxruntime's saturating u8 x s8 CPU kernels)."""
+    session = exact_session(path, threads)
+    names = [i.name for i in session.get_inputs()]
+
+    def run(inputs):
+        feed = {n: (x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)) for n, x in zip(names, inputs)}
+        return session.run(None, feed)
+
+    return run
 
 
 def default_session(path: Path, threads: int = 1):

@@ -119,11 +119,13 @@ def check_weight_axes(idx: GraphIndex, out: list) -> None:
                    f"weight of {consumer.name} is quantized per tensor", "quantize weights per output channel "
                    "(XNNPACKQuantizer is_per_channel=True)", severity="warning")
                 continue
-            axis = attr(node, "axis", 1)
+            given = attr(node, "axis", None)
+            axis = 1 if given is None else given  # ONNX default
             axis = axis + weight.ndim if axis < 0 else axis
             if axis != want or weight.shape[axis] != scale.size:
+                what = "has no axis attribute (ONNX default 1)" if given is None else f"has axis={axis}"
                 _v(out, "TRT003", "weight-axis", node,
-                   f"per-channel weight of {consumer.op_type} {consumer.name} has axis={axis} (scales: {scale.size},"
+                   f"per-channel weight of {consumer.op_type} {consumer.name} {what} (scales: {scale.size},"
                    f" weight shape {list(weight.shape)}); the output-channel axis is {want}",
                    f"set DequantizeLinear axis={want} with one scale per output channel")
 

@@ -84,11 +84,41 @@ def export_llm_artifacts(ctx: Context) -> Context:
         if "fp32" not in cfg.onnx_variants:
             fp32_path.unlink()
             ctx.decide("export", fp32_path.name, "deleted after quantizing", "fp32 not in llm.onnx_variants")
-    fp32_bytes = {a.format: a.bytes for a in ctx.artifacts if a.precision == "fp32"}
-    for art in ctx.artifacts:
-        if art.format in fp32_bytes and art.precision != "fp32":
-            art.details["size_ratio_vs_fp32"] = art.bytes / fp32_bytes[art.format]
+    _size_ratios(ctx, model)
     return ctx
+
+
+def state_dict_bytes(model) -> int:
+    """fp32 bytes of the weights, each storage once (tied embedding/lm_head counted once, as a .pte stores it)."""
+    seen, total = set(), 0
+    for tensor in list(model.state_dict().values()):
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key not in seen:
+            seen.add(key)
+            total += tensor.numel() * 4
+    return total
+
+
+def _size_ratios(ctx: Context, model) -> None:
+    """Each quantized artifact against the fp32 artifact of its format, else against the fp32 state dict (said so)."""
+    llm = ctx.metrics.setdefault("llm", {})
+    llm["fp32_state_dict_bytes"] = state_dict_bytes(model)
+    fp32_bytes = {a.format: a.bytes for a in ctx.artifacts if a.precision == "fp32"}
+    from_state_dict = []
+    for art in ctx.artifacts:
+        if art.precision == "fp32":
+            continue
+        if art.format in fp32_bytes:
+            art.details["size_ratio_vs_fp32"] = art.bytes / fp32_bytes[art.format]
+            art.details["size_ratio_basis"] = f"fp32 .{art.format} artifact"
+        else:
+            art.details["size_ratio_vs_fp32"] = art.bytes / llm["fp32_state_dict_bytes"]
+            art.details["size_ratio_basis"] = "fp32 state dict (no fp32 artifact of this format was written)"
+            from_state_dict.append(art.name)
+    llm["size_basis"] = ("each artifact against the fp32 artifact of its format" if not from_state_dict else
+                         f"{', '.join(from_state_dict)} against the fp32 state dict "
+                         f"({llm['fp32_state_dict_bytes'] / 1e6:.1f} MB, tied weights once): no fp32 artifact of "
+                         "that format was written; others against their fp32 artifact")
 
 
 def prompt_ids(ctx: Context) -> list[list[int]]:
@@ -111,9 +141,9 @@ def verify_llm(ctx: Context) -> Context:
     ref_session = torch_session(_hf_model(ctx), cfg.max_seq_len)
     reference = [greedy(ref_session, p, cfg.max_new_tokens, eos) for p in prompts]
     ref_ppl = perplexity(ref_session, tokens, window)
-    ctx.metrics["llm"] = {"corpus": cfg.corpus, "perplexity_tokens": len(tokens), "fp32_pytorch": ref_ppl,
-                          "prompts": [tok.decode(p) for p in prompts],
-                          "fp32_continuations": [tok.decode(r) for r in reference]}
+    ctx.metrics.setdefault("llm", {}).update({
+        "corpus": cfg.corpus, "perplexity_tokens": len(tokens), "fp32_pytorch": ref_ppl,
+        "prompts": [tok.decode(p) for p in prompts], "fp32_continuations": [tok.decode(r) for r in reference]})
     budget = ctx.budgets.perplexity_increase
     for art in ctx.artifacts:
         session = open_session(art.path, art.runtime, cfg.max_seq_len)
@@ -129,6 +159,9 @@ def verify_llm(ctx: Context) -> Context:
         if budget is not None and not art.is_reference:
             art.verdicts.append(_verdict("perplexity_increase", increase, budget, "max", "relative to fp32 PyTorch"))
         _tick(ctx)
+    from .report import publish
+
+    publish(ctx)
     return ctx
 
 
@@ -176,4 +209,8 @@ def bench_llm(ctx: Context) -> Context:
             if limit is not None and value is not None:
                 art.verdicts.append(_verdict(metric, value, limit, kind, "measured on this machine"))
         _tick(ctx)
+    from .report import publish
+
+    ctx.metrics.setdefault("llm", {})["bench_threads"] = threads
+    publish(ctx)
     return ctx

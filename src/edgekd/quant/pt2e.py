@@ -30,9 +30,11 @@ class NonFloatGuard:
         self.inner = inner
         self.dropped: list[str] = []
         self.repaired: list[str] = []
+        self.clamps_fused: list[str] = []
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = self.inner.annotate(model)
+        self.clamps_fused = fuse_clamp_annotations(model)
         for node in model.graph.nodes:
             if "quantization_annotation" not in node.meta:
                 continue
@@ -67,6 +69,69 @@ class NonFloatGuard:
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+
+CLAMP_OPS = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default}
+CLAMPED_PRODUCERS = {torch.ops.aten.conv2d.default, torch.ops.aten.conv1d.default, torch.ops.aten.linear.default,
+                     torch.ops.aten.add.Tensor}
+
+
+def fuse_clamp_annotations(model: torch.fx.GraphModule) -> list[str]:
+    """Quantize Conv/Linear/Add -> ReLU6 (hardtanh / clamp) after the clamp, as XNNPACK and TFLite execute it.
+
+    XNNPACKQuantizer fuses only ReLU into its producer; a ReLU6 is a "shared observer" op, so the conv output is
+    observed before the clamp (a range like -30..40 instead of 0..6) and the clamp inherits those coarse steps. On
+    EfficientNet-Lite (33 ReLU6) that alone cut top-1 agreement with fp32 to ~0.5. Moving the output spec from the
+    producer to the clamp gives the activation its real 0..6 range; the XNNPACK delegate then fuses the clamp into
+    the conv as its output min/max. Returns the clamps that were moved.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    moved = []
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in CLAMP_OPS or not node.args:
+            continue
+        producer = node.args[0]
+        if not isinstance(producer, torch.fx.Node) or producer.target not in CLAMPED_PRODUCERS:
+            continue
+        annotation = producer.meta.get("quantization_annotation")
+        if annotation is None or annotation.output_qspec is None or len(producer.users) != 1:
+            continue
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={}, output_qspec=annotation.output_qspec, _annotated=True)
+        annotation.output_qspec = None
+        moved.append(node.name)
+    return moved
+
+
+def drop_unrepresentable_observers(prepared, limit: float = 1e6) -> list[str]:
+    """After calibration, remove per-tensor activation observers whose range exceeds +-`limit`; those tensors stay
+    in float (no Q/DQ) and the backend runs them in float (TensorRT fp16/fp32, XNNPACK
+    and onnxruntime fp32).
+
+    Measured on MiniLM: the additive attention mask (Where -> finfo(float32).min) and every `scores + mask` Add got
+    a symmetric int8 scale of 2.7e36, so every attention score quantized to 0 and the converted PT2E model's
+    embeddings fell to cosine 0.28 against fp32, while the ONNX matched that model exactly. No int8 grid can hold
+    -3.4e38 and the scores beside it; keeping these tensors in float is what TensorRT's own BERT flows do; the XNNPACK
+    quantizer has the same problem on every HF encoder.
+    Returns the names of the observer nodes removed."""
+    dropped = []
+    for node in list(prepared.graph.nodes):
+        if node.op != "call_module":
+            continue
+        observer = prepared.get_submodule(node.target)
+        lo, hi = getattr(observer, "min_val", None), getattr(observer, "max_val", None)
+        if lo is None or hi is None or lo.numel() != 1 or hi.numel() != 1:
+            continue  # not an observer, or a per-channel weight observer
+        if max(abs(float(lo)), abs(float(hi))) > limit:
+            node.replace_all_uses_with(node.args[0])
+            prepared.graph.erase_node(node)
+            dropped.append(node.name)
+    if dropped:
+        prepared.graph.eliminate_dead_code()
+        prepared.recompile()
+    return dropped
+
 
 
 def _get_attr(model: torch.nn.Module, target: str):
@@ -132,15 +197,17 @@ def symmetric_activation_config(config):
                    output_activation=sym(config.output_activation))
 
 
-def export_for_quantization(module: torch.nn.Module, example_inputs: tuple) -> torch.fx.GraphModule:
+def export_for_quantization(module: torch.nn.Module, example_inputs: tuple,
+                            dynamic_shapes=None) -> torch.fx.GraphModule:
     module.eval()
-    return torch.export.export(module, example_inputs, strict=False).module()
+    return torch.export.export(module, example_inputs, dynamic_shapes=dynamic_shapes, strict=False).module()
 
 
-def prepare(module: torch.nn.Module, example_inputs: tuple, quantizer, *, qat: bool = False):
+def prepare(module: torch.nn.Module, example_inputs: tuple, quantizer, *, qat: bool = False, dynamic_shapes=None):
+    """`dynamic_shapes` keeps those axes symbolic in the converted model (TensorRT's optimization profiles)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
-    graph = export_for_quantization(module, example_inputs)
+    graph = export_for_quantization(module, example_inputs, dynamic_shapes)
     return (prepare_qat_pt2e if qat else prepare_pt2e)(graph, quantizer)
 
 

@@ -11,6 +11,7 @@ Tolerance: an artifact regresses when it grows by more than max(tolerance_bytes,
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,11 +124,60 @@ def pte_breakdown(path: Path) -> dict:
         for idx, buf in enumerate(program.constant_buffer):
             if idx and len(buf.storage):
                 add(f"constant[{idx}] {shapes.get(idx, '')}".strip(), "constant buffer (inline)", len(buf.storage))
+    labels: dict[str, str] = {}
+    for plan in program.execution_plan:
+        for d in plan.delegates:
+            loc = getattr(d.processed.location, "name", str(d.processed.location))
+            if d.id == "XnnpackBackend" and loc == "SEGMENT" and d.processed.index < len(program.segments):
+                seg = program.segments[d.processed.index]
+                labels.update(xnnpack_weight_labels(data[base + seg.offset: base + seg.offset + seg.size]))
     for entry in program.named_data:
         if entry.segment_index < len(segment_sizes):
-            add(f"named data {entry.key}", "named data (delegate weights)", segment_sizes[entry.segment_index])
-    del base
+            label = labels.get(entry.key)
+            name = f"named data {entry.key[:16]} {label}" if label else f"named data {entry.key}"
+            add(name, "named data (delegate weights)", segment_sizes[entry.segment_index])
     return {"parts": parts, "groups": groups}
+
+
+def xnnpack_weight_labels(blob: bytes) -> dict[str, str]:
+    """{named-data key: "float32[32, 32]"} for the weights an XNNPACK delegate blob refers to.
+
+    Why: XNNPACK stores weights as named data keyed by a content hash, so without this a grown model shows only
+    hashes. The delegate's flatbuffer gives each constant's dtype and shape (tensor names are not kept by
+    XNNPACK). Best effort: any parsing problem gives no labels, never a failed size check.
+    """
+    import os
+    import tempfile
+
+    try:
+        from importlib import resources
+
+        from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize as xs
+        from executorch.exir._serialize._flatbuffer import _flatc_decompile
+
+        header = xs.XNNHeader.from_bytes(blob[: xs.XNNHeader.EXPECTED_LENGTH])
+        flatbuffer = blob[header.flatbuffer_offset: header.flatbuffer_offset + header.flatbuffer_size]
+        with tempfile.TemporaryDirectory() as tmp:
+            schema = os.path.join(tmp, "schema.fbs")
+            with open(schema, "wb") as fh:
+                fh.write(resources.files(xs.serialization_package).joinpath("schema.fbs").read_bytes())
+            with open(os.path.join(tmp, "graph.bin"), "wb") as fh:
+                fh.write(flatbuffer)
+            _flatc_decompile(tmp, schema, os.path.join(tmp, "graph.bin"))
+            with open(os.path.join(tmp, "graph.json")) as fh:  # flatc writes bare inf/nan (clamp bounds)
+                graph = json.loads(re.sub(r"(?<=[:\[,\s])[-+]?(inf|nan)\b", "null", fh.read()))
+    except Exception:  # noqa: BLE001 - an older/newer XNNPACK format: sizes stay exact, only labels are lost
+        return {}
+    keys = {i: c.get("named_key", "") for i, c in enumerate(graph.get("constant_data") or [])}
+    labels = {}
+    for value in graph.get("xvalues") or []:
+        tensor = value.get("xvalue_union") or {}
+        tensor = tensor.get("tensor_value", tensor)  # quantized values wrap the plain tensor value
+        key = keys.get(int(tensor.get("constant_buffer_idx") or 0))
+        if key:
+            dtype = str(tensor.get("datatype", "")).removeprefix("xnn_datatype_")
+            labels[key] = f"{dtype}{list(tensor.get('dims') or [])}"
+    return labels
 
 
 _SCALAR = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",

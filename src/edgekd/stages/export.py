@@ -73,13 +73,25 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
     if mode == "pt2e":
         from edgekd.export.qdq_onnx import export_qdq_onnx
 
+        axes, shapes = ctx.model.dynamic_axes, None
+        if ctx.profile.backend == "tensorrt":  # the axes and ranges of TensorRT's optimization profile
+            from edgekd.export.tensorrt import lint_shapes, optimization_shapes, tensorrt_dynamic_axes
+
+            axes = tensorrt_dynamic_axes(ctx.model, ctx.profile)
+            shapes = lint_shapes(optimization_shapes(ctx.model, ctx.profile))
         details = export_qdq_onnx(quantized, ctx.model.example_inputs, int8_path,
                                   input_names=ctx.model.input_names, output_names=ctx.model.output_names,
-                                  dynamic_axes=ctx.model.dynamic_axes,
+                                  dynamic_axes=axes, shapes=shapes,
                                   opset=(ctx.profile.tensorrt.opset if ctx.profile.tensorrt else cfg.opset))
     else:
-        exclude = ctx.plan.onnx_nodes_to_exclude(fp32_path) if ctx.plan is not None and hasattr(
-            ctx.plan, "onnx_nodes_to_exclude") else []
+        exclude = []
+        if ctx.plan is not None:  # layers the plan keeps in float: their ONNX nodes stay out of Q/DQ
+            from edgekd.quant.ort import plan_to_onnx_nodes
+            from edgekd.quant.plan import quantizable_layers
+
+            exclude = sorted(plan_to_onnx_nodes(ctx.plan, fp32_path, quantizable_layers(ctx.model.module)))
+            if mode == "ort_dynamic":  # quantize_dynamic renames Gemm to <node>_MatMul before reading the list
+                exclude += [f"{n}_MatMul" for n in exclude]
         details = onnx_export.quantize_with_onnxruntime(fp32_path, int8_path, mode, ctx.model,
                                                         ctx.data.calibration.inputs, exclude)
     details["mode"] = mode
@@ -97,13 +109,15 @@ def _export_tensorrt(ctx: Context) -> None:
     if not qdq:
         raise EdgekdError("the TensorRT engine needs a quantized Q/DQ ONNX: add stages.ptq or stages.qat",
                           key="stages")
-    plan_layers = None
-    if ctx.plan is not None and hasattr(ctx.plan, "trt_layers"):
-        plan_layers = ctx.plan.trt_layers(qdq[0].path)
-    details = write_tensorrt_artifacts(qdq[0].path, ctx.out_dir, ctx.profile, plan_layers)
+    details = write_tensorrt_artifacts(ctx, qdq[0].path)
     qdq[0].details["tensorrt"] = details
     if not details.get("engine_built"):
         ctx.decide("export", "tensorrt engine", "not built", details.get("reason", "tensorrt is not installed"))
+        # The same Q/DQ ONNX, for TensorRT: verify records it as not run here; an ssh bench builds and times it on
+        # the Jetson with trtexec (the flags of trtexec.sh).
+        ctx.artifacts.append(Artifact(name=f"{qdq[0].name} (tensorrt)", path=qdq[0].path, format="onnx",
+                                      runtime="tensorrt", precision=qdq[0].precision, bytes=qdq[0].bytes,
+                                      sha256=qdq[0].sha256, details={"tensorrt": details}))
     else:
         engine = ctx.out_dir / details["engine"]
         _add(ctx, engine, "engine", qdq[0].precision, details)

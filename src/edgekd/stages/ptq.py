@@ -20,18 +20,47 @@ def float_layers(ctx: Context) -> list[str]:
     return sorted(ctx.plan.float_layers(names))
 
 
+def merge_keep_float(ctx: Context, cfg) -> None:
+    """Fold `ptq.keep_float` into ctx.plan (creating one if no mixed_precision stage ran); names are validated."""
+    if not cfg.keep_float:
+        return
+    from edgekd.quant.plan import PrecisionPlan, quantizable_layers
+
+    where = f"{ctx.recipe_path} (stages.ptq.keep_float)"
+    extra = PrecisionPlan(rules={"_default": "int8", **{name: "fp32" for name in cfg.keep_float}}, source=where)
+    extra.validate(quantizable_layers(ctx.model.module), file=where)
+    if ctx.plan is None:
+        ctx.plan = extra
+        ctx.plan.meta["made_by"] = "stages.ptq.keep_float"
+    else:
+        ctx.plan.rules = {**extra.rules, **ctx.plan.rules}
+    ctx.plan.save(ctx.out_dir / "precision_plan.json")  # the plan a later run (or another exporter) can load
+
+
 def run(ctx: Context, cfg) -> Context:
     started = time.perf_counter()
+    merge_keep_float(ctx, cfg)
     skip = float_layers(ctx)
     quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip)
-    prepared = pt2e.prepare(ctx.model.module, ctx.model.example_inputs, quantizer)
+    examples, shapes = ctx.model.example_inputs, None
+    if ctx.profile.backend == "tensorrt":  # keep batch/sequence axes dynamic through to the Q/DQ ONNX
+        from edgekd.export.tensorrt import quantization_export_shapes
+
+        shapes, examples = quantization_export_shapes(ctx.model, ctx.profile)
+    prepared = pt2e.prepare(ctx.model.module, examples, quantizer, dynamic_shapes=shapes)
     samples = ctx.data.calibration.inputs
     count = pt2e.calibrate(prepared, samples, progress=ctx.progress)
+    for name in pt2e.drop_unrepresentable_observers(prepared):
+        ctx.decide("ptq", name, "kept in floating point", "calibrated range beyond +-1e6 (an additive attention "
+                   "mask): no int8 scale can hold it; the backend runs it in float")
     ctx.quantized = pt2e.convert(prepared)
     for name in skip:
         ctx.decide("ptq", name, "kept in floating point", "the precision plan assigns it a float precision")
     for node in quantizer.dropped:
         ctx.decide("ptq", node, "not quantized", "integer-valued op (index arithmetic); quantizing it breaks the graph")
+    for node in quantizer.clamps_fused:
+        ctx.decide("ptq", node, "quantized after the clamp", "ReLU6 fused into its producer: the activation gets its "
+                   "real 0..6 range instead of the pre-clamp range")
     for node in quantizer.repaired:
         ctx.decide("ptq", node, "constant kept integer",
                    "the quantizer's scalar-to-tensor transform made an integer index constant float")

