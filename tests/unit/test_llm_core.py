@@ -114,6 +114,20 @@ def test_quantize_8da4w_replaces_linear_and_embedding_weights():
         quantize_8da4w(model, 256)
 
 
+def test_quantize_8da4w_drops_embedding_padding_idx_without_changing_outputs():
+    """SmolLM2 has pad_token_id=2; padding_idx on aten.embedding blocks ExecuTorch's embedding_byte fusion."""
+    from edgekd.llm.export import quantize_8da4w
+
+    model = tiny_qwen2()
+    model.model.embed_tokens.padding_idx = 2
+    q, _ = quantize_8da4w(model, 32, "int8")
+    assert q.model.embed_tokens.padding_idx is None and model.model.embed_tokens.padding_idx == 2
+    ids = torch.tensor([[2, 5, 2, 7]])
+    with torch.no_grad():
+        ref = model(ids).logits
+        assert (q(ids).logits - ref).abs().max().item() < 1.0
+
+
 def test_merge_lora_errors_are_clear(tmp_path):
     from edgekd.llm.models import merge_lora
 

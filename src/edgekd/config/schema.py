@@ -66,6 +66,9 @@ class PtqStage(Strict):
     # Layers kept in fp32 without a solver: exact module names or `re:` patterns (what `edgekd sensitivity` ranks
     # worst). Merged into the precision plan, so every exporter leaves them out of int8 alike.
     keep_float: list[str] = Field(default_factory=list)
+    # Activation ranges: fixed from calibration (static) or measured per call (dynamic, XNNPACK's dynamically
+    # quantized Linear). auto: dynamic for text encoders on ExecuTorch, static everywhere else.
+    activations: Literal["auto", "static", "dynamic"] = "auto"
 
 
 class ExportStage(Strict):

@@ -41,6 +41,12 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8"):
     details = {"linear": f"8da4w (int8 dynamic activations, int4 weights, group {group_size})",
                "linear_count": len(linears)}
     if embedding_quant != "none":
+        # padding_idx only masks gradients, but it adds an argument to aten.embedding, and then ExecuTorch's quant
+        # fusion does not rewrite dequantize_affine -> embedding into quantized_decomposed.embedding_byte
+        # (SmolLM2 has pad_token_id=2): the .pte then fails with "Missing out variants: torchao::dequantize_affine".
+        for mod in q.modules():
+            if isinstance(mod, torch.nn.Embedding):
+                mod.padding_idx = None
         dtype = torch.int8 if embedding_quant == "int8" else torch.int4
         group = group_size if hidden % group_size == 0 else hidden
         quantize_(q, IntxWeightOnlyConfig(weight_dtype=dtype, granularity=PerGroup(group)),

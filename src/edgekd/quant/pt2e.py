@@ -156,8 +156,13 @@ def _is_float(node: torch.fx.Node) -> bool:
 
 
 def make_quantizer(backend: str, *, qat: bool = False, per_channel: bool = True,
-                   skip_modules: Iterable[str] = (), module_type_skips: Iterable[type] = ()):
-    """The quantizer for a profile backend; `skip_modules` (exact module names) stay in floating point."""
+                   skip_modules: Iterable[str] = (), module_type_skips: Iterable[type] = (), dynamic: bool = False):
+    """The quantizer for a profile backend; `skip_modules` (exact module names) stay in floating point.
+
+    `dynamic`: int8 weights with activations quantized per call from their live range (XNNPACK's dynamically
+    quantized Linear). Transformer encoders need it: a static per-tensor range over the residual stream and the
+    attention probabilities cannot hold their outlier channels (MiniLM static: cosine ~0.6 against fp32).
+    """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -167,7 +172,10 @@ def make_quantizer(backend: str, *, qat: bool = False, per_channel: bool = True,
     if kind is None:
         raise EdgekdError(f"no quantizer for backend {backend!r}", key="backend",
                           hint=f"allowed: {', '.join(BACKEND_QUANTIZER)}")
-    config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat)
+    if dynamic and kind == "symmetric":
+        raise EdgekdError("dynamic activation quantization is not available for TensorRT (explicit Q/DQ is static)",
+                          key="stages.ptq.activations", hint="allowed for tensorrt: static")
+    config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat, is_dynamic=dynamic)
     if kind == "symmetric":
         config = symmetric_activation_config(config)
     quantizer = XNNPACKQuantizer().set_global(config)

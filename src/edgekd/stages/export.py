@@ -44,7 +44,8 @@ def run(ctx: Context, cfg) -> Context:
 
         if quantized is not None:
             _add(ctx, out / f"{name}.{precision}.pte", "pte", precision,
-                 export_pte(quantized, ctx.model.example_inputs, out / f"{name}.{precision}.pte"))
+                 export_pte(quantized, ctx.model.example_inputs, out / f"{name}.{precision}.pte",
+                            mixed=precision == "mixed"))
         if quantized is None or cfg.fp32_reference_artifacts:
             path = out / f"{name}.fp32.pte"
             _add(ctx, path, "pte", "fp32", export_pte(fp32, ctx.model.example_inputs, path),

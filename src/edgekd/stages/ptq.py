@@ -16,8 +16,11 @@ def float_layers(ctx: Context) -> list[str]:
     """Exact module names the precision plan (if any) keeps out of int8."""
     if ctx.plan is None:
         return []
-    names = [n for n, _ in ctx.model.module.named_modules() if n]
-    return sorted(ctx.plan.float_layers(names))
+    from edgekd.quant.plan import quantizable_layers
+
+    # Only the layers a plan talks about: a container (`_blocks.7`) resolved through `_default: fp32` would
+    # otherwise skip every int8 layer inside it (measured: a 7 MB plan became a 13.5 MB .pte).
+    return sorted(ctx.plan.float_layers(quantizable_layers(ctx.model.module)))
 
 
 def merge_keep_float(ctx: Context, cfg) -> None:
@@ -37,11 +40,23 @@ def merge_keep_float(ctx: Context, cfg) -> None:
     ctx.plan.save(ctx.out_dir / "precision_plan.json")  # the plan a later run (or another exporter) can load
 
 
+def activation_mode(ctx: Context, cfg) -> str:
+    if cfg.activations != "auto":
+        return cfg.activations
+    text = "input_ids" in ctx.model.input_names
+    return "dynamic" if text and ctx.profile.backend == "executorch-xnnpack" else "static"
+
+
 def run(ctx: Context, cfg) -> Context:
     started = time.perf_counter()
     merge_keep_float(ctx, cfg)
     skip = float_layers(ctx)
-    quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip)
+    dynamic = activation_mode(ctx, cfg) == "dynamic"
+    quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip,
+                                    dynamic=dynamic)
+    if dynamic:
+        ctx.decide("ptq", "activations", "quantized dynamically (per call)",
+                   "text encoder on ExecuTorch: static per-tensor ranges lose the residual stream's outlier channels")
     examples, shapes = ctx.model.example_inputs, None
     if ctx.profile.backend == "tensorrt":  # keep batch/sequence axes dynamic through to the Q/DQ ONNX
         from edgekd.export.tensorrt import quantization_export_shapes
@@ -66,5 +81,6 @@ def run(ctx: Context, cfg) -> Context:
                    "the quantizer's scalar-to-tensor transform made an integer index constant float")
     ctx.metrics["ptq"] = {"scheme": cfg.scheme, "per_channel": cfg.per_channel, "calibration_samples": count,
                           "quantizer": pt2e.BACKEND_QUANTIZER[ctx.profile.backend], "float_layers": skip,
+                          "activations": "dynamic" if dynamic else "static",
                           "seconds": time.perf_counter() - started}
     return ctx
