@@ -45,8 +45,10 @@ def resumed_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kd_recipe")
     out = tmp / "out"
     ckpt = out / f"{NAME}.work" / "checkpoints" / "distill" / "last.pt"
+    # A shell starts background jobs with SIGINT ignored and Python keeps an inherited SIG_IGN, so the child would
+    # never see the Ctrl-C this test sends when `make test` itself runs in the background: restore the default.
     proc = subprocess.Popen(_command(out), env=_env(tmp), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     interrupted_at = None
     deadline = time.monotonic() + 240
     try:
