@@ -40,6 +40,20 @@ def merge_keep_float(ctx: Context, cfg) -> None:
     ctx.plan.save(ctx.out_dir / "precision_plan.json")  # the plan a later run (or another exporter) can load
 
 
+def record_quantizer_decisions(ctx: Context, stage: str, quantizer, skip: list[str]) -> None:
+    """What the quantizer left out or changed, with the reason, for the report (ptq and qat alike)."""
+    for name in skip:
+        ctx.decide(stage, name, "kept in floating point", "the precision plan assigns it a float precision")
+    for node in quantizer.dropped:
+        ctx.decide(stage, node, "not quantized", "integer-valued op (index arithmetic); quantizing it breaks the graph")
+    for node in quantizer.clamps_fused:
+        ctx.decide(stage, node, "quantized after the clamp", "ReLU6 fused into its producer: the activation gets "
+                   "its real 0..6 range instead of the pre-clamp range")
+    for node in quantizer.repaired:
+        ctx.decide(stage, node, "constant kept integer",
+                   "the quantizer's scalar-to-tensor transform made an integer index constant float")
+
+
 def activation_mode(ctx: Context, cfg) -> str:
     if cfg.activations != "auto":
         return cfg.activations
@@ -69,16 +83,7 @@ def run(ctx: Context, cfg) -> Context:
         ctx.decide("ptq", name, "kept in floating point", "calibrated range beyond +-1e6 (an additive attention "
                    "mask): no int8 scale can hold it; the backend runs it in float")
     ctx.quantized = pt2e.convert(prepared)
-    for name in skip:
-        ctx.decide("ptq", name, "kept in floating point", "the precision plan assigns it a float precision")
-    for node in quantizer.dropped:
-        ctx.decide("ptq", node, "not quantized", "integer-valued op (index arithmetic); quantizing it breaks the graph")
-    for node in quantizer.clamps_fused:
-        ctx.decide("ptq", node, "quantized after the clamp", "ReLU6 fused into its producer: the activation gets its "
-                   "real 0..6 range instead of the pre-clamp range")
-    for node in quantizer.repaired:
-        ctx.decide("ptq", node, "constant kept integer",
-                   "the quantizer's scalar-to-tensor transform made an integer index constant float")
+    record_quantizer_decisions(ctx, "ptq", quantizer, skip)
     ctx.metrics["ptq"] = {"scheme": cfg.scheme, "per_channel": cfg.per_channel, "calibration_samples": count,
                           "quantizer": pt2e.BACKEND_QUANTIZER[ctx.profile.backend], "float_layers": skip,
                           "activations": "dynamic" if dynamic else "static",

@@ -30,6 +30,7 @@ import torch
 
 from edgekd.context import Context
 from edgekd.quant import pt2e
+from edgekd.stages.ptq import float_layers, record_quantizer_decisions
 from edgekd.train.loop import resolve_device, train_kd
 from edgekd.train.support import check_teacher_config, check_teacher_matches, checkpoint_dir, record
 
@@ -91,8 +92,6 @@ def has_batchnorm(module: torch.nn.Module) -> bool:
 
 def prepare_qat(ctx: Context, cfg):
     """Quantizer for the profile backend, QAT-prepared graph of a copy of the student (the fp32 one stays intact)."""
-    from edgekd.stages.ptq import float_layers
-
     skip = float_layers(ctx)
     quantizer = pt2e.make_quantizer(ctx.profile.backend, qat=True, per_channel=cfg.per_channel, skip_modules=skip)
     student = copy.deepcopy(ctx.model.module).eval()
@@ -198,13 +197,7 @@ def run(ctx: Context, cfg) -> Context:
     ctx.teacher.module.to("cpu")
     scales = learned_activation_scales(prepared)
     ctx.quantized = pt2e.convert(prepared)
-    for name in skip:
-        ctx.decide("qat", name, "kept in floating point", "the precision plan assigns it a float precision")
-    for node in quantizer.dropped:
-        ctx.decide("qat", node, "not quantized", "integer-valued op (index arithmetic); quantizing it breaks the graph")
-    for node in quantizer.repaired:
-        ctx.decide("qat", node, "constant kept integer",
-                   "the quantizer's scalar-to-tensor transform made an integer index constant float")
+    record_quantizer_decisions(ctx, "qat", quantizer, skip)
     ctx.decide("qat", "batch norm", "simulated fold during QAT, folded at convert" if bn_in_graph
                else "already folded before QAT (fuse stage)",
                "the weights fake-quantized in training are the ones exported")
