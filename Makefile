@@ -49,6 +49,14 @@ system-deps:
 	    || echo "warning: could not install r-cran-janeaustenr; the SmolLM2 perplexity tests will be skipped"; \
 	fi
 
+	@# Fashion-MNIST (issue 3's real KD + QAT case), 30 MB of idx files under /usr/share/datasets/fashion-mnist
+	@if ! test -d /usr/share/datasets/fashion-mnist && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1 \
+	    || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        dataset-fashion-mnist >/dev/null 2>&1)) \
+	    || echo "warning: could not install dataset-fashion-mnist; the Fashion-MNIST tests will be skipped"; \
+	fi
+
 demo: install
 	$(BIN)/edgekd export --profile snapdragon865 --recipe recipes/efficientnet_lite0/ptq_int8.yaml --force
 

@@ -16,9 +16,9 @@ import torch
 from edgekd.config.schema import Profile
 from edgekd.context import ModelBundle
 from edgekd.export.qdq_onnx import export_qdq_onnx, ort_parity
-from edgekd.export.tensorrt import (drop_unrepresentable_observers, lint_shapes, optimization_shapes,
-                                    quantization_export_shapes, tensorrt_dynamic_axes)
+from edgekd.export.tensorrt import lint_shapes, optimization_shapes, quantization_export_shapes, tensorrt_dynamic_axes
 from edgekd.quant import pt2e
+from edgekd.quant.pt2e import drop_unrepresentable_observers
 from tests.conftest import DIGITS_RECIPE, ROOT, write_recipe
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # each test takes 20-50 s on 2 busy cores

@@ -9,11 +9,12 @@ from edgekd.config.schema import DataConfig
 from edgekd.context import Data, ModelBundle
 from edgekd.errors import EdgekdError
 
-from . import images, text
+from . import fashion, images, text
 
 SOURCES = {
     "photo_crops": images.photo_crops,
     "digits": images.digits,
+    "fashion_mnist": fashion.fashion_mnist,
     "sentences": text.sentences,
     "rotten_tomatoes": text.rotten_tomatoes,
     "sms_spam": text.sms_spam,

@@ -87,47 +87,6 @@ def auto_mode(backend: str, bundle: ModelBundle) -> str:
     return "ort_static"
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over the recipe's real calibration samples."""
-
-    def __init__(self, names: list[str], samples: list[tuple]):
-        self._items = iter([{n: t.numpy() for n, t in zip(names, s)} for s in samples])
-
-    def get_next(self):
-        return next(self._items, None)
-
-
-def quantize_with_onnxruntime(fp32_path: Path, out_path: Path, mode: str, bundle: ModelBundle,
-                              calibration: list[tuple], nodes_to_exclude: list[str] = ()) -> dict:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    # onnxruntime's u8 x s8 kernels on x86 CPUs without VNNI (AVX2, AVX-512F) add pairs of products in int16 with
-    # saturation (VPMADDUBSW); full-range s8 weights overflow there. onnxruntime's guide: reduce_range or U8U8.
-    # Measured on this AVX2 host, default session:
-    #   all-MiniLM-L6 dynamic, 64 sentences: s8 per-tensor cosine 0.958, u8 0.981, s8 per-channel+reduce_range 0.991
-    #   EfficientNet-Lite0 static QDQ, 96 crops, top-1 agreement: s8+reduce_range 0.885, u8u8 0.938
-    #   (the same s8 file executed exactly, optimizations BASIC: 0.979 -- the loss is the kernels, not the scales)
-    with atomic_path(out_path) as tmp:
-        pre = tmp.with_name(tmp.name + ".pre.onnx")
-        try:
-            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            if mode == "ort_dynamic":
-                quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                                 reduce_range=True, nodes_to_exclude=list(nodes_to_exclude),
-                                 extra_options={"MatMulConstBOnly": True})
-            else:
-                quantize_static(str(pre), str(tmp), _Reader(bundle.input_names, calibration),
-                                quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
-                                nodes_to_exclude=list(nodes_to_exclude))
-        finally:
-            pre.unlink(missing_ok=True)
-    weights = "s8 per-channel, reduce_range" if mode == "ort_dynamic" else "u8 per-channel (U8U8)"
-    return {"quantizer": f"onnxruntime {mode}", "weights": weights,
-            "excluded_nodes": list(nodes_to_exclude), **op_summary(out_path)}
-
-
 def summarize_precision(path: Path) -> dict:
     """Count weights that reach compute ops through int8 (DequantizeLinear / integer ops) versus as floats."""
     import onnx

@@ -19,8 +19,6 @@ Layer names: TensorRT's ONNX parser names each layer after its ONNX node, so pla
 
 from __future__ import annotations
 
-from edgekd.quant.pt2e import drop_unrepresentable_observers  # noqa: F401  (re-exported; used by ptq)
-
 import shlex
 import time
 from pathlib import Path

@@ -4,6 +4,7 @@
 - minilm_l6: all-MiniLM-L6-v2 sentence embeddings (mean pooling + L2 norm inside the module, so the artifact
   returns the embedding itself); `layers: N` keeps the first N layers, a pruned-depth student of L6.
 - digits_cnn: a small CNN for 8x8 sklearn digits (random init; the KD recipes train it from a teacher).
+- fashion_cnn: the same family for 28x28 Fashion-MNIST (random init; trained by the KD recipe).
 """
 
 from __future__ import annotations
@@ -127,36 +128,65 @@ def minilm_l6(data_cfg: DataConfig, layers: int | None = None, task: str = "sent
     return text_bundle(name, encoder, tokenizer, data_cfg, task, num_labels, "sentence-transformers/all-MiniLM-L6-v2")
 
 
-class DigitsCNN(nn.Module):
-    """A small CNN for 8x8 digits; `width` scales it so the same code gives a teacher and a student."""
+class SmallCNN(nn.Module):
+    """A small CNN for grey images; `width` scales it so the same code gives a teacher and a student.
 
-    def __init__(self, width: int = 16, num_classes: int = 10):
+    A stem conv, then per downsampling step a stride-2 conv (doubling the channels after the first) and a stride-1
+    conv, each conv followed by BatchNorm and ReLU (what the fuse stage and the XNNPACK quantizer fuse), then global
+    average pooling and one Linear. One step suits 8x8 digits, two suit 28x28 Fashion-MNIST.
+    """
+
+    def __init__(self, width: int = 16, num_classes: int = 10, downsamples: int = 1, separable: bool = False):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-        )
+        layers: list[nn.Module] = [nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        channels = width
+        for _ in range(downsamples):
+            wider = channels * 2
+            layers += [nn.Conv2d(channels, wider, 3, padding=1, stride=2), nn.BatchNorm2d(wider), nn.ReLU()]
+            if separable:  # MobileNet's depthwise 3x3 + pointwise 1x1, the block phone students are made of
+                layers += [nn.Conv2d(wider, wider, 3, padding=1, groups=wider), nn.BatchNorm2d(wider), nn.ReLU6(),
+                           nn.Conv2d(wider, wider, 1), nn.BatchNorm2d(wider), nn.ReLU()]
+            else:
+                layers += [nn.Conv2d(wider, wider, 3, padding=1), nn.BatchNorm2d(wider), nn.ReLU()]
+            channels = wider
+        self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(2 * width, num_classes)
+        self.classifier = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def digits_cnn(data_cfg: DataConfig, width: int = 16, weights: str | None = None, seed: int = 0) -> ModelBundle:
-    torch.manual_seed(seed)
-    module = DigitsCNN(width)
+DigitsCNN = SmallCNN  # the name earlier checkpoints and tests use
+
+
+def _small_cnn_bundle(name: str, module: nn.Module, size: int, normalize: dict, weights: str | None) -> ModelBundle:
     if weights:
         from edgekd.models.weights import load_state_dict
 
         module.load_state_dict(load_state_dict(weights, key="model.kwargs.weights"))
     return ModelBundle(
-        name=f"digits_cnn_w{width}", task="image-classification", module=module.eval(),
-        example_inputs=(torch.zeros(1, 1, 8, 8),), input_names=["image"], output_names=["logits"],
+        name=name, task="image-classification", module=module.eval(),
+        example_inputs=(torch.zeros(1, 1, size, size),), input_names=["image"], output_names=["logits"],
         dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-        meta={"num_classes": 10, "normalize": {"mean": [0.0], "std": [16.0]}, "image_size": 8},
+        meta={"num_classes": 10, "normalize": normalize, "image_size": size},
     )
+
+
+def digits_cnn(data_cfg: DataConfig, width: int = 16, weights: str | None = None, seed: int = 0) -> ModelBundle:
+    torch.manual_seed(seed)
+    return _small_cnn_bundle(f"digits_cnn_w{width}", SmallCNN(width), 8, {"mean": [0.0], "std": [16.0]}, weights)
+
+
+def fashion_cnn(data_cfg: DataConfig, width: int = 8, separable: bool = False, weights: str | None = None,
+                seed: int = 0) -> ModelBundle:
+    """SmallCNN with two downsampling steps for 28x28 Fashion-MNIST (random init; the KD recipe trains it)."""
+    from edgekd.data.fashion import MEAN, STD
+
+    torch.manual_seed(seed)
+    name = f"fashion_{'sep' if separable else ''}cnn_w{width}"
+    return _small_cnn_bundle(name, SmallCNN(width, downsamples=2, separable=separable), 28,
+                             {"mean": [MEAN], "std": [STD]}, weights)
 
 
 BUILTINS = {
@@ -164,4 +194,5 @@ BUILTINS = {
     "efficientnet_lite2": efficientnet_lite2,
     "minilm_l6": minilm_l6,
     "digits_cnn": digits_cnn,
+    "fashion_cnn": fashion_cnn,
 }

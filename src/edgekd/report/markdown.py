@@ -93,6 +93,7 @@ def render(ctx: Context, root: Path) -> str:
         q = m["verify"]["pytorch_quantized_vs_fp32"]
         parts.append(f"\nPyTorch converted (quantized) model vs fp32: top-1 agreement {_fmt(q.get('top1_agreement'))}, "
                      f"cosine {_fmt(q.get('cosine_mean'))}.\n")
+    parts.append(side_by_side(ctx))
     parts.append("\n## Decisions (nothing skipped silently)\n")
     parts.append(table([{"stage": d.stage, "subject": d.subject, "action": d.action, "reason": d.reason}
                         for d in ctx.decisions]))
@@ -108,6 +109,30 @@ def render(ctx: Context, root: Path) -> str:
             parts.append(f"![{name}]({Path(path).name})\n")
     extra = [render_extra(ctx)]
     return "\n".join(parts + [e for e in extra if e])
+
+
+def side_by_side(ctx: Context) -> str:
+    """After QAT on labelled data: fp32, PTQ and QAT+KD accuracy per runtime in one table (issue 3's question:
+    did training with the teacher's soft targets beat plain PTQ?). Empty otherwise."""
+    if "qat" not in ctx.metrics or "fp32_pytorch_accuracy" not in ctx.metrics.get("verify", {}):
+        return ""
+    names = {"fp32": "fp32 student", "int8-ptq": "int8 PTQ (same student, calibrated)", "int8": "int8 QAT+KD"}
+    by_format: dict[str, dict[str, float]] = {}
+    for a in ctx.artifacts:
+        accuracy = (a.parity or {}).get("accuracy")
+        if accuracy is not None and a.precision in names:
+            by_format.setdefault(f"{a.format} ({a.runtime})", {})[a.precision] = accuracy
+    fp32 = ctx.metrics["verify"]["fp32_pytorch_accuracy"]
+    rows = []
+    for precision, label in names.items():
+        row = {"model": label}
+        for fmt, accs in by_format.items():
+            value = accs.get(precision)
+            row[fmt] = "-" if value is None else f"{value:.4f} ({100 * (value - fp32):+.2f} pts)"
+        rows.append(row)
+    samples = ctx.metrics["verify"].get("samples")
+    return (f"\n## fp32 vs PTQ vs QAT+KD (accuracy on {samples} held-out labelled samples, each in its runtime)\n"
+            + table(rows) + f"\nfp32 PyTorch student: {fp32:.4f}; points are accuracy points against it.\n")
 
 
 def render_extra(ctx: Context) -> str:

@@ -91,10 +91,11 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
             from edgekd.quant.plan import quantizable_layers
 
             exclude = sorted(plan_to_onnx_nodes(ctx.plan, fp32_path, quantizable_layers(ctx.model.module)))
-            if mode == "ort_dynamic":  # quantize_dynamic renames Gemm to <node>_MatMul before reading the list
-                exclude += [f"{n}_MatMul" for n in exclude]
-        details = onnx_export.quantize_with_onnxruntime(fp32_path, int8_path, mode, ctx.model,
-                                                        ctx.data.calibration.inputs, exclude)
+        from edgekd.quant.ort import ort_quantize
+
+        details = ort_quantize(fp32_path, int8_path, mode.removeprefix("ort_"), ctx.data.calibration.inputs,
+                               exclude, input_names=ctx.model.input_names)
+        details.update(onnx_export.op_summary(int8_path))
     details["mode"] = mode
     if mode != "pt2e":
         ctx.decide("export", int8_path.name, f"quantized by onnxruntime ({mode})",
