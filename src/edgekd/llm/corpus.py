@@ -85,10 +85,12 @@ def corpus_tokens(tokenizer, corpus: str, count: int) -> list[int]:
 
 
 def austen_data(cfg, bundle):
-    """`data.source: py:edgekd.llm.corpus:austen_data`: calibration and eval windows of token ids from two novels.
+    """`data.source: py:edgekd.llm.corpus:austen_data`: windows of token ids (seq_len each) from two novels.
 
-    Calibration (for recipes that quantize with data) comes from Emma, eval from Pride and Prejudice, so they
-    never overlap; the LLM verify stage itself uses llm.corpus/llm.perplexity_tokens.
+    Calibration (for recipes that quantize with data) comes from the start of Emma and the train split
+    (`data.train_samples`, for QAT-KD) from the windows of Emma that follow it; eval comes from Pride and Prejudice.
+    So nothing trained or calibrated on overlaps the evaluation text, and the LLM verify stage's perplexity slice
+    (llm.corpus, by default the first tokens of Pride and Prejudice) is never trained on.
     """
     import torch
 
@@ -96,12 +98,19 @@ def austen_data(cfg, bundle):
 
     tokenizer = bundle.meta["tokenizer"]
 
-    def split(novel: str, n: int, description: str) -> Split:
+    def windows(novel: str, n: int) -> list[tuple]:
         ids = corpus_tokens(tokenizer, f"austen:{novel}", n * cfg.seq_len)
-        windows = [torch.tensor([ids[i * cfg.seq_len:(i + 1) * cfg.seq_len]]) for i in range(len(ids) // cfg.seq_len)]
-        return Split(inputs=[(w,) for w in windows], description=description)
+        return [(torch.tensor([ids[i * cfg.seq_len:(i + 1) * cfg.seq_len]]),) for i in range(len(ids) // cfg.seq_len)]
 
-    return Data(calibration=split("emma", cfg.calibration_samples, f"Emma, first {cfg.calibration_samples} windows"),
-                eval=split("prideprejudice", cfg.eval_samples,
-                           f"Pride and Prejudice, first {cfg.eval_samples} windows of {cfg.seq_len} tokens"),
+    cal_n, train_n = cfg.calibration_samples, cfg.train_samples
+    emma = windows("emma", cal_n + train_n)
+    calibration = Split(inputs=emma[:cal_n], description=f"Emma, first {cal_n} windows")
+    train = None
+    if train_n:
+        picked = emma[cal_n:cal_n + train_n]
+        train = Split(inputs=picked, description=f"Emma, windows {cal_n + 1}-{cal_n + len(picked)} of "
+                                                 f"{cfg.seq_len} tokens (after the calibration windows)")
+    evaluation = Split(inputs=windows("prideprejudice", cfg.eval_samples),
+                       description=f"Pride and Prejudice, first {cfg.eval_samples} windows of {cfg.seq_len} tokens")
+    return Data(calibration=calibration, eval=evaluation, train=train,
                 source="janeaustenr (Debian r-cran-janeaustenr)")

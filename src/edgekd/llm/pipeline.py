@@ -3,7 +3,8 @@
 export: .pte per llm.pte_variants (fp32 reference, 8da4w deliverable) when the backend is executorch-xnnpack, and
         ONNX per llm.onnx_variants (fp32 reference, int4 MatMulNBits, int8 dynamic) for every backend but tensorrt.
 verify: greedy decoding of real prompts vs the fp32 PyTorch model (tokens matched) and perplexity on a fixed slice of
-        a real corpus, per artifact; fp32 reference perplexity in ctx.metrics["llm"].
+        a real corpus, per artifact; fp32 reference perplexity in ctx.metrics["llm"]. The reference is the model as
+        loaded, also after QAT-KD trained the exported weights (`reference_model`).
 bench:  load time, prefill and decode tokens/s and peak memory per artifact, each in its own process.
 """
 
@@ -129,6 +130,20 @@ def prompt_ids(ctx: Context) -> list[list[int]]:
     return [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
 
+def reference_model(ctx: Context):
+    """The fp32 model artifacts are judged against: the one loaded (LoRA merged), not weights trained since.
+
+    QAT-KD (edgekd.llm.qat) replaces meta['hf_model'] with its trained weights, which export quantizes, and keeps the
+    original in meta['reference_hf_model']; comparing with the trained model would hide what training changed.
+    """
+    original = ctx.model.meta.get("reference_hf_model")
+    if original is None:
+        return _hf_model(ctx)
+    ctx.decide("verify", "reference", "the original fp32 model", "the artifacts hold QAT-KD-trained weights; "
+               "perplexity and greedy tokens are compared with the model as loaded, before training")
+    return original
+
+
 def verify_llm(ctx: Context) -> Context:
     from .corpus import corpus_tokens
     from .decode import greedy, matched_prefix, open_session, perplexity, torch_session
@@ -138,7 +153,7 @@ def verify_llm(ctx: Context) -> Context:
     tokens = corpus_tokens(tok, cfg.corpus, cfg.perplexity_tokens)
     prompts = prompt_ids(ctx)
     eos = tok.eos_token_id
-    ref_session = torch_session(_hf_model(ctx), cfg.max_seq_len)
+    ref_session = torch_session(reference_model(ctx), cfg.max_seq_len)
     reference = [greedy(ref_session, p, cfg.max_new_tokens, eos) for p in prompts]
     ref_ppl = perplexity(ref_session, tokens, window)
     ctx.metrics.setdefault("llm", {}).update({

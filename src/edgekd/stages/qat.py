@@ -1,5 +1,8 @@
 """qat: PT2E quantization-aware training with the teacher's soft targets, then convert (ctx.quantized).
 
+Causal LMs (task causal-lm) dispatch to edgekd.llm.qat: torchao 8da4w fake quantization trained with token-level KD,
+the trained fp32 weights then exported by the LLM export path (no PT2E graph).
+
 The quantizer is the profile backend's (XNNPACK config for ExecuTorch/onnxruntime, symmetric zero-point-0
 activations for TensorRT), with `is_qat=True`. Training uses the same KD loss as distill. Observers are frozen and
 BatchNorm switched to running statistics for the last epoch(s), as torchao's QAT tutorial recommends, so the scales
@@ -37,7 +40,18 @@ from edgekd.train.support import check_teacher_config, check_teacher_matches, ch
 BN_TARGETS = ("aten.batch_norm.default", "aten._native_batch_norm_legit.default", "aten.cudnn_batch_norm.default")
 
 
+def _causal_lm(ctx: Context) -> bool:
+    """Causal LMs train torchao 8da4w fake quantization instead of a PT2E graph (edgekd.llm.qat)."""
+    if ctx.model is not None:
+        return ctx.model.task == "causal-lm"
+    return ctx.recipe.model.task == "causal-lm"
+
+
 def check(ctx: Context, cfg) -> None:
+    if _causal_lm(ctx):
+        from edgekd.llm import qat as llm_qat
+
+        return llm_qat.check(ctx, cfg)
     check_teacher_config(ctx, "qat")
 
 
@@ -180,6 +194,10 @@ def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
 
 
 def run(ctx: Context, cfg) -> Context:
+    if _causal_lm(ctx):
+        from edgekd.llm import qat as llm_qat
+
+        return llm_qat.run(ctx, cfg)
     check_teacher_matches(ctx, "qat")
     started = time.perf_counter()
     device = resolve_device(cfg.device, ctx.device)

@@ -2,7 +2,9 @@
 
 The two stages differ only in the model they hand in (an eager student, or a PT2E fake-quant GraphModule) and in how
 that model switches between training and evaluation (`set_mode`); loss, schedules, clipping, checkpoints, resume,
-DDP and progress are shared here. Everything that varies across steps is a function of the global step (LR,
+DDP and progress are shared here. Causal LMs (task "causal-lm", edgekd.llm.qat) use the same loop: their samples
+are windows of token ids, both models return logits for every position [B, T, V], and the loss is the per-token
+KD of `causal_lm_kd_loss` (mean over tokens). Everything that varies across steps is a function of the global step (LR,
 temperature) or is saved in the checkpoint (RNG, epoch accumulators), so an interrupted run resumed with --resume
 ends with the same weights as an uninterrupted one.
 """
@@ -23,7 +25,7 @@ from torch import nn
 from edgekd.context import Split
 from edgekd.errors import EdgekdError
 from edgekd.train import checkpoint, hidden
-from edgekd.train.loss import embedding_loss, kd_loss
+from edgekd.train.loss import causal_lm_kd_loss, embedding_loss, kd_loss
 from edgekd.train.schedules import lr_factor, temperature_at
 
 
@@ -89,12 +91,19 @@ def _to(values, device):
 
 def evaluate(model: nn.Module, teacher: nn.Module, split: Split, task: str, device, batch_size: int = 64,
              ) -> tuple[float, str]:
-    """Accuracy on labels; top-1 agreement with the teacher without labels; mean cosine to it for embeddings."""
+    """Accuracy on labels; top-1 agreement with the teacher without labels; mean cosine to it for embeddings.
+
+    Causal LMs: top-1 agreement with the teacher per token (every position of every window).
+    """
     correct, total, cosine = 0.0, 0, 0.0
     with torch.no_grad():
         for inputs, labels in split.batches(batch_size):
             inputs = _to(inputs, device)
             out = model(*inputs)
+            if task == "causal-lm":
+                correct += float((out.argmax(-1) == teacher(*inputs).argmax(-1)).sum())
+                total += out.shape[0] * out.shape[1]
+                continue
             if task == "sentence-embedding":
                 ref = teacher(*inputs)
                 cosine += float(torch.nn.functional.cosine_similarity(out.float(), ref.float(), dim=-1).sum())
@@ -105,6 +114,8 @@ def evaluate(model: nn.Module, teacher: nn.Module, split: Split, task: str, devi
             total += out.shape[0]
     if task == "sentence-embedding":
         return cosine / max(total, 1), "cosine to teacher"
+    if task == "causal-lm":
+        return correct / max(total, 1), "top-1 agreement with teacher per token"
     return correct / max(total, 1), ("accuracy" if split.labels is not None else "top-1 agreement with teacher")
 
 
@@ -120,8 +131,6 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
     step (tests interrupt training there). Checkpoints go to `ckpt_dir/last.pt`.
     """
     started = time.perf_counter()
-    if task == "causal-lm":
-        raise EdgekdError("KD for causal LMs is not supported by this trainer", key=f"stages.{stage}")
     if train is None or len(train) < 2:
         raise EdgekdError("training needs a train split with at least 2 samples", key="data.train_samples",
                           hint="set data.train_samples (the digits and text sources provide labelled train splits)")
@@ -156,8 +165,8 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
     else:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    labels_present = train.labels is not None and task != "sentence-embedding"
-    if task != "sentence-embedding" and not labels_present and cfg.alpha < 1.0:
+    labels_present = train.labels is not None and task not in ("sentence-embedding", "causal-lm")
+    if task not in ("sentence-embedding", "causal-lm") and not labels_present and cfg.alpha < 1.0:
         notes.append(f"the train split has no labels: alpha={cfg.alpha} ignored, the KD term gets all the weight")
     per_rank = math.ceil(len(train) / world)
     full, rest = divmod(per_rank, cfg.batch_size)
@@ -219,6 +228,10 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
                 if task == "sentence-embedding":
                     loss = kd = embedding_loss(out, teacher_out, cfg.embedding_loss)
                     ce = torch.zeros((), device=device)
+                elif task == "causal-lm":
+                    _check_causal_lm(out, teacher_out, inputs[0], stage)
+                    # The labels of a causal LM are its own tokens shifted by one (the CE term, alpha < 1).
+                    loss, kd, ce = causal_lm_kd_loss(out, teacher_out, inputs[0], cfg.alpha, temperature)
                 else:
                     _check_widths(out, teacher_out, stage)
                     loss, kd, ce = kd_loss(out, teacher_out, labels.to(device) if labels_present else None,
@@ -256,7 +269,9 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
                    "steps": state["step"], "seconds": time.perf_counter() - epoch_started}
             if eval_split is not None and len(eval_split):
                 set_mode(student, False, epoch)
-                row["eval"], row["eval_metric"] = evaluate(student, teacher, eval_split, task, device)
+                # Per-position LM logits are [B, T, vocab]: evaluate LMs in training-sized batches, not 64 windows.
+                row["eval"], row["eval_metric"] = evaluate(student, teacher, eval_split, task, device,
+                                                           batch_size=cfg.batch_size if task == "causal-lm" else 64)
             state["history"].append(row)
             state.update(epoch=epoch + 1, batch=0, sums=_zero_sums())
             save_checkpoint()
@@ -280,6 +295,19 @@ def _check_widths(out: torch.Tensor, teacher_out: torch.Tensor, stage: str) -> N
     if out.shape[-1] != teacher_out.shape[-1]:
         raise EdgekdError(f"the student outputs {out.shape[-1]} classes and the teacher {teacher_out.shape[-1]}",
                           key="teacher.source", hint="KD needs the same label space; give both the same num_labels")
+
+
+def _check_causal_lm(out: torch.Tensor, teacher_out: torch.Tensor, input_ids: torch.Tensor, stage: str) -> None:
+    """Causal-LM KD needs a distribution per token from both models, over the same vocabulary."""
+    if out.dim() != 3 or tuple(out.shape[:2]) != tuple(input_ids.shape):
+        raise EdgekdError(f"causal-LM KD needs the student's logits for every position [batch, tokens, vocab], got "
+                          f"{list(out.shape)} for input ids {list(input_ids.shape)}", key=f"stages.{stage}",
+                          hint="pass a module returning all positions (edgekd.llm.qat.AllLogits), not the bundle's "
+                               "last-position module")
+    if teacher_out.shape != out.shape:
+        raise EdgekdError(f"the teacher's logits {list(teacher_out.shape)} do not match the student's "
+                          f"{list(out.shape)}", key="teacher.source",
+                          hint="token-level KD needs a teacher with the same tokenizer and vocabulary size")
 
 
 def _epoch_line(stage: str, row: dict, epochs: int) -> str:

@@ -31,3 +31,21 @@ def embedding_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> t
     if kind == "cosine":
         return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
     return F.mse_loss(student.float(), teacher.float())
+
+
+def causal_lm_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, input_ids: torch.Tensor,
+                      alpha: float, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token-level KD for causal LMs: `kd_loss` on logits [B, T, V] flattened to B*T tokens (mean over tokens).
+
+    The KD term covers every position (the teacher has a distribution for each); the optional CE term (alpha < 1)
+    is next-token cross-entropy, the labels being the window itself shifted by one, so it covers T-1 positions.
+    Returns (total, kd part, ce part) weighted like `kd_loss`.
+    """
+    vocab = student_logits.shape[-1]
+    kd, _, _ = kd_loss(student_logits.reshape(-1, vocab), teacher_logits.reshape(-1, vocab), None, 1.0, temperature)
+    if alpha >= 1.0:
+        return kd, kd, torch.zeros((), device=kd.device)
+    kd = alpha * kd
+    ce = (1.0 - alpha) * F.cross_entropy(student_logits[:, :-1].reshape(-1, vocab).float(),
+                                         input_ids[:, 1:].reshape(-1))
+    return kd + ce, kd, ce
