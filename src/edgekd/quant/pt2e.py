@@ -6,6 +6,8 @@ ONNX carry the same scales (and, after QAT, the learned ones).
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any, Iterable
 
 import torch
@@ -104,6 +106,41 @@ def fuse_clamp_annotations(model: torch.fx.GraphModule) -> list[str]:
     return moved
 
 
+def _observed_range(module: torch.nn.Module) -> tuple[float, float] | None:
+    """(min, max) a per-tensor activation observer has seen; a QAT fake-quant keeps its observer inside. None for
+    anything else (other modules, per-channel weight observers, dynamic placeholders)."""
+    observer = getattr(module, "activation_post_process", module)
+    lo, hi = getattr(observer, "min_val", None), getattr(observer, "max_val", None)
+    if not isinstance(lo, torch.Tensor) or not isinstance(hi, torch.Tensor) or lo.numel() != 1 or hi.numel() != 1:
+        return None
+    return float(lo), float(hi)
+
+
+def unrepresentable_observers(prepared, limit: float = 1e6) -> list[str]:
+    """Observer nodes whose observed range exceeds +-`limit` (see drop_unrepresentable_observers)."""
+    names = []
+    for node in prepared.graph.nodes:
+        if node.op == "call_module":
+            seen = _observed_range(prepared.get_submodule(node.target))
+            if seen is not None and max(abs(seen[0]), abs(seen[1])) > limit:
+                names.append(node.name)
+    return names
+
+
+def remove_observers(prepared, names: Iterable[str]) -> list[str]:
+    """Take the named observer / fake-quant nodes out of the graph: those tensors stay float (no Q/DQ)."""
+    wanted, removed = set(names), []
+    for node in list(prepared.graph.nodes):
+        if node.op == "call_module" and node.name in wanted:
+            node.replace_all_uses_with(node.args[0])
+            prepared.graph.erase_node(node)
+            removed.append(node.name)
+    if removed:
+        prepared.graph.eliminate_dead_code()
+        prepared.recompile()
+    return removed
+
+
 def drop_unrepresentable_observers(prepared, limit: float = 1e6) -> list[str]:
     """After calibration, remove per-tensor activation observers whose range exceeds +-`limit`; those tensors stay
     in float (no Q/DQ) and the backend runs them in float (TensorRT fp16/fp32, XNNPACK
@@ -115,23 +152,17 @@ def drop_unrepresentable_observers(prepared, limit: float = 1e6) -> list[str]:
     -3.4e38 and the scores beside it; keeping these tensors in float is what TensorRT's own BERT flows do; the XNNPACK
     quantizer has the same problem on every HF encoder.
     Returns the names of the observer nodes removed."""
-    dropped = []
-    for node in list(prepared.graph.nodes):
-        if node.op != "call_module":
-            continue
-        observer = prepared.get_submodule(node.target)
-        lo, hi = getattr(observer, "min_val", None), getattr(observer, "max_val", None)
-        if lo is None or hi is None or lo.numel() != 1 or hi.numel() != 1:
-            continue  # not an observer, or a per-channel weight observer
-        if max(abs(float(lo)), abs(float(hi))) > limit:
-            node.replace_all_uses_with(node.args[0])
-            prepared.graph.erase_node(node)
-            dropped.append(node.name)
-    if dropped:
-        prepared.graph.eliminate_dead_code()
-        prepared.recompile()
-    return dropped
+    return remove_observers(prepared, unrepresentable_observers(prepared, limit))
 
+
+def drop_unrepresentable_before_training(prepared, samples: Iterable[tuple], limit: float = 1e6) -> list[str]:
+    """QAT's form of drop_unrepresentable_observers: the fake-quants must go before the first step (trained through
+    a 2.7e36 scale, every attention score is 0), and the training graph's observers must not see the probe, so a
+    copy is calibrated on `samples` and the offending nodes are removed from `prepared` by name. Models without such
+    tensors (CNNs) train exactly as before."""
+    probe = copy.deepcopy(prepared)
+    calibrate(probe, samples)
+    return remove_observers(prepared, unrepresentable_observers(probe, limit))
 
 
 def _get_attr(model: torch.nn.Module, target: str):

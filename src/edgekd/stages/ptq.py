@@ -54,6 +54,12 @@ def record_quantizer_decisions(ctx: Context, stage: str, quantizer, skip: list[s
                    "the quantizer's scalar-to-tensor transform made an integer index constant float")
 
 
+def record_unrepresentable(ctx: Context, stage: str, observers: list[str]) -> None:
+    for name in observers:
+        ctx.decide(stage, name, "kept in floating point", "calibrated range beyond +-1e6 (an additive attention "
+                   "mask): no int8 scale can hold it; the backend runs it in float")
+
+
 def activation_mode(ctx: Context, cfg) -> str:
     if cfg.activations != "auto":
         return cfg.activations
@@ -79,9 +85,7 @@ def run(ctx: Context, cfg) -> Context:
     prepared = pt2e.prepare(ctx.model.module, examples, quantizer, dynamic_shapes=shapes)
     samples = ctx.data.calibration.inputs
     count = pt2e.calibrate(prepared, samples, progress=ctx.progress)
-    for name in pt2e.drop_unrepresentable_observers(prepared):
-        ctx.decide("ptq", name, "kept in floating point", "calibrated range beyond +-1e6 (an additive attention "
-                   "mask): no int8 scale can hold it; the backend runs it in float")
+    record_unrepresentable(ctx, "ptq", pt2e.drop_unrepresentable_observers(prepared))
     ctx.quantized = pt2e.convert(prepared)
     record_quantizer_decisions(ctx, "ptq", quantizer, skip)
     ctx.metrics["ptq"] = {"scheme": cfg.scheme, "per_channel": cfg.per_channel, "calibration_samples": count,

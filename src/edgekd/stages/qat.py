@@ -4,9 +4,12 @@ Causal LMs (task causal-lm) dispatch to edgekd.llm.qat: torchao 8da4w fake quant
 the trained fp32 weights then exported by the LLM export path (no PT2E graph).
 
 The quantizer is the profile backend's (XNNPACK config for ExecuTorch/onnxruntime, symmetric zero-point-0
-activations for TensorRT), with `is_qat=True`. Training uses the same KD loss as distill. Observers are frozen and
-BatchNorm switched to running statistics for the last epoch(s), as torchao's QAT tutorial recommends, so the scales
-and the folded weights stop moving before convert. Evaluation during training never updates observers.
+activations for TensorRT), with `is_qat=True`: static activation ranges, which QAT learns (a dynamically
+quantized PT2E graph does not export to ONNX). Tensors no int8 grid can hold (an encoder's additive attention mask,
+-3.4e38) get no fake-quant: they are found on a calibrated copy before the first step, as PTQ drops them after
+calibration. Training uses the same KD loss as distill. Observers are frozen and BatchNorm switched to running
+statistics for the last epoch(s), as torchao's QAT tutorial recommends, so the scales and the folded weights stop
+moving before convert. Evaluation during training never updates observers.
 
 BatchNorm folding, and why training and export agree:
 - In the default pipeline the fuse stage has already folded BN into the preceding Conv (running statistics) before
@@ -33,7 +36,7 @@ import torch
 
 from edgekd.context import Context
 from edgekd.quant import pt2e
-from edgekd.stages.ptq import float_layers, record_quantizer_decisions
+from edgekd.stages.ptq import float_layers, record_quantizer_decisions, record_unrepresentable
 from edgekd.train.loop import resolve_device, train_kd
 from edgekd.train.support import check_teacher_config, check_teacher_matches, checkpoint_dir, record
 
@@ -105,11 +108,14 @@ def has_batchnorm(module: torch.nn.Module) -> bool:
 
 
 def prepare_qat(ctx: Context, cfg):
-    """Quantizer for the profile backend, QAT-prepared graph of a copy of the student (the fp32 one stays intact)."""
+    """Quantizer for the profile backend, QAT-prepared graph of a copy of the student (the fp32 one stays intact),
+    without fake-quants on tensors no int8 grid can hold (an additive attention mask), found on a probe copy."""
     skip = float_layers(ctx)
     quantizer = pt2e.make_quantizer(ctx.profile.backend, qat=True, per_channel=cfg.per_channel, skip_modules=skip)
     student = copy.deepcopy(ctx.model.module).eval()
     prepared = prepare_dynamic_batch(student, ctx.model.example_inputs, quantizer)
+    record_unrepresentable(ctx, "qat", pt2e.drop_unrepresentable_before_training(prepared,
+                                                                                 ctx.data.calibration.inputs))
     return prepared, quantizer, skip
 
 
@@ -167,6 +173,7 @@ def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
     quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip)
     prepared = pt2e.prepare(copy.deepcopy(ctx.model.module), ctx.model.example_inputs, quantizer)
     count = pt2e.calibrate(prepared, ctx.data.calibration.inputs)
+    pt2e.drop_unrepresentable_observers(prepared)  # the same tensors the QAT graph keeps float (recorded there)
     converted = pt2e.convert(prepared)
     written = []
     for fmt in formats:
