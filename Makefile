@@ -71,7 +71,8 @@ test-fast: install
 test-slow: install system-deps
 	$(BIN)/pytest -q -m "slow and not heavy" tests
 
-# SmolLM2-135M end to end (8da4w .pte + int4 ONNX + perplexity): ~16 minutes on 2 cores, so not in `make test`.
+# SmolLM2-135M end to end (8da4w .pte + int4 ONNX + perplexity, ~16 min) and the MiniLM text KD recipe (~30 min):
+# too long for `make test` on 2 cores.
 test-heavy: install system-deps
 	$(BIN)/pytest -q -m heavy tests
 

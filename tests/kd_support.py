@@ -59,3 +59,63 @@ def make_context(tmp: Path, stages: dict, student: torch.nn.Module, teacher: tor
 def seven_class_teacher() -> ModelBundle:
     """A `py:` teacher whose label space (7 classes) cannot teach a 10-class digits student."""
     return bundle(DigitsCNN(4, num_classes=7), "seven_class_teacher")
+
+
+def export_recipe(tmp: Path, recipe: Path, name: str, timeout: int = 1200, *extra: str,
+                  expect_exit: int = 0) -> tuple[Path, dict]:
+    """`edgekd export --profile snapdragon865` of a shipped KD recipe through the real CLI (bench skipped), in a fresh
+    cache, so the teacher is trained as a user's first run trains it. Returns (out folder, manifest)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    # One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes 2 threads many times slower.
+    env = {**os.environ, "EDGEKD_CACHE": str(tmp / "cache"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", "from edgekd.cli import main; main(prog_name='edgekd')", "export",
+                           "--profile", "snapdragon865", "--recipe", str(recipe), "--out", str(tmp / "out"),
+                           "--skip", "bench", *extra], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == expect_exit, (done.stdout + done.stderr)[-3000:]
+    folder = tmp / "out" / name
+    return folder, json.loads((folder / "manifest.json").read_text())
+
+
+def assert_qat_kd_acceptance(manifest: dict, samples: int, fp32_floor: float) -> dict:
+    """Issue 3's acceptance, each number measured in the artifact's own runtime: QAT+KD within 0.5 points of the fp32
+    student and no worse than plain PTQ of it, in .pte and ONNX alike; both artifacts within 0.2 points of the
+    PyTorch converted model. Returns {(format, precision): accuracy}."""
+    import json
+
+    import pytest
+
+    verify = manifest["metrics"]["verify"]
+    assert verify["samples"] == samples
+    acc = {(a["format"], a["precision"]): a["parity"]["accuracy"] for a in manifest["artifacts"]}
+    fp32 = verify["fp32_pytorch_accuracy"]
+    print("accuracy:", json.dumps({f"{f}/{p}": v for (f, p), v in acc.items()}), "fp32 pytorch", fp32)
+    assert fp32 >= fp32_floor  # a real student, not a degenerate one
+    assert acc[("pte", "fp32")] == pytest.approx(fp32, abs=1e-4) and acc[("onnx", "fp32")] == pytest.approx(fp32, abs=1e-4)
+    for fmt in ("pte", "onnx"):
+        assert acc[(fmt, "int8")] >= fp32 - 0.005, fmt
+        assert acc[(fmt, "int8")] >= acc[(fmt, "int8-ptq")], fmt
+    converted = verify["pytorch_quantized_vs_fp32"]["accuracy"]
+    for a in manifest["artifacts"]:
+        if a["precision"] == "int8":
+            assert abs(a["parity"]["accuracy"] - converted) <= 0.002, a["name"]
+            assert a["parity"]["vs_pytorch_quantized"]["top1_agreement"] >= 0.99, a["name"]
+    return acc
+
+
+def assert_side_by_side_report(folder: Path, manifest: dict) -> str:
+    """report.md shows fp32 / PTQ / QAT+KD per runtime, the teacher's accuracy, and both loss curves."""
+    report = (folder / "report.md").read_text()
+    section = report.split("## fp32 vs PTQ vs QAT+KD")[1].split("\n## ")[0]
+    for label in ("fp32 student", "int8 PTQ", "int8 QAT+KD", "pte (executorch)", "onnx (onnxruntime)", "Teacher ("):
+        assert label in section
+    assert 0.5 < manifest["metrics"]["verify"]["teacher_pytorch_accuracy"] <= 1.0
+    for plot in ("distill_loss.png", "qat_loss.png"):
+        assert f"]({plot})" in report and (folder / plot).stat().st_size > 5000
+    return report

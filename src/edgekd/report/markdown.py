@@ -131,8 +131,11 @@ def side_by_side(ctx: Context) -> str:
             row[fmt] = "-" if value is None else f"{value:.4f} ({100 * (value - fp32):+.2f} pts)"
         rows.append(row)
     samples = ctx.metrics["verify"].get("samples")
+    teacher = ctx.metrics["verify"].get("teacher_pytorch_accuracy")
+    teacher_line = "" if teacher is None else f" Teacher ({ctx.teacher.name}, fp32 PyTorch): {teacher:.4f}."
     return (f"\n## fp32 vs PTQ vs QAT+KD (accuracy on {samples} held-out labelled samples, each in its runtime)\n"
-            + table(rows) + f"\nfp32 PyTorch student: {fp32:.4f}; points are accuracy points against it.\n")
+            + table(rows) + f"\nfp32 PyTorch student: {fp32:.4f}; points are accuracy points against it."
+            + teacher_line + "\n")
 
 
 def render_extra(ctx: Context) -> str:

@@ -33,6 +33,9 @@ def run(ctx: Context, cfg) -> Context:
     ctx.metrics["verify"] = {"samples": len(samples), "data": ctx.data.eval.description}
     if labels is not None:
         ctx.metrics["verify"]["fp32_pytorch_accuracy"] = float((reference.argmax(-1) == labels).mean())
+        if ctx.teacher is not None and ctx.teacher.task == task:  # what distillation had to learn from
+            teacher = torch_outputs(ctx.teacher.module.eval(), samples)
+            ctx.metrics["verify"]["teacher_pytorch_accuracy"] = float((teacher.argmax(-1) == labels).mean())
     if converted is not None:
         ctx.metrics["verify"]["pytorch_quantized_vs_fp32"] = parity.compare(task, reference, converted, labels)
     budget = ctx.budgets.accuracy_drop

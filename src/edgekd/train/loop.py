@@ -207,7 +207,7 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(),
             "fingerprint": checkpoint.fingerprint(settings), **state})
 
-    bar = _Bar(stage, cfg.epochs, steps_per_epoch, enabled=progress is None and not quiet and rank == 0)
+    bar = EpochBar(stage, cfg.epochs, steps_per_epoch, enabled=progress is None and not quiet and rank == 0)
     try:
         while state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
@@ -328,7 +328,7 @@ def _printer(quiet: bool):
     return emit
 
 
-class _Bar:
+class EpochBar:
     """A rich progress bar per epoch (steps, running loss, last eval metric) when no outer progress display runs."""
 
     def __init__(self, stage: str, epochs: int, steps: int, enabled: bool):
