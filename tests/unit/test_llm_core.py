@@ -11,15 +11,7 @@ import torch
 
 from edgekd.errors import EdgekdError
 
-
-def tiny_qwen2(seed: int = 0):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=True)
-    return Qwen2ForCausalLM(cfg).eval()
+from ..llm_support import tiny_qwen2
 
 
 @pytest.fixture(scope="module")

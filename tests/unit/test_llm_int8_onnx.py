@@ -15,17 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from ..llm_support import tiny_qwen2
+
 
 def outlier_qwen2(seed: int = 0):
     """Tiny Qwen2 whose token 0 alone lights hidden dim 0, which gate/up of layer 0 turn into about -2300 at one
     down_proj input (the other tokens stay near 1): a skewed range, like SmolLM2's first-token activations."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=True, initializer_range=0.2)
-    model = Qwen2ForCausalLM(cfg).eval()
+    model = tiny_qwen2(seed, initializer_range=0.2)
     with torch.no_grad():
         emb = model.model.embed_tokens.weight
         emb[:, 0] = 0.0

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from ..llm_support import tiny_qwen2
+
 pytest.importorskip("peft", reason="peft is in the llm extra: pip install -e '.[llm]'")
 
 IDS = [1, 5, 9, 77, 200, 3, 41, 128]
@@ -17,13 +19,9 @@ IDS = [1, 5, 9, 77, 200, 3, 41, 128]
 def save_tiny_qwen2(folder: Path) -> Path:
     """A tiny random Qwen2 and a word-level tokenizer built offline: a folder load_causal_lm accepts."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=True)
-    Qwen2ForCausalLM(cfg).eval().save_pretrained(folder)
+    tiny_qwen2(0).save_pretrained(folder)
     words = ["<unk>", "<eos>"] + "it is a truth universally acknowledged".split()
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()

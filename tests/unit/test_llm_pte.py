@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.unit.test_llm_core import tiny_qwen2
+from ..llm_support import tiny_qwen2
 
 pytestmark = pytest.mark.slow
 

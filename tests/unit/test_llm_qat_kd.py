@@ -19,7 +19,7 @@ from edgekd.llm import corpus
 from edgekd.train.loop import train_kd
 from edgekd.train.loss import causal_lm_kd_loss
 
-from tests.unit.test_llm_core import tiny_qwen2
+from ..llm_support import tiny_qwen2
 
 needs_corpus = pytest.mark.skipif(not (corpus.JANEAUSTENR / "data" / "Rdata.rdx").is_file(),
                                   reason="r-cran-janeaustenr is not installed (apt-get install r-cran-janeaustenr)")
@@ -28,12 +28,7 @@ needs_corpus = pytest.mark.skipif(not (corpus.JANEAUSTENR / "data" / "Rdata.rdx"
 def peaky_qwen2(seed: int):
     """tiny_qwen2 with 5x larger initial weights: confident next-token distributions, so KD has something to match
     (at the default 0.02 a random model is almost uniform and dominated by its tied embedding)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    return Qwen2ForCausalLM(Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                        tie_word_embeddings=True, initializer_range=0.1)).eval()
+    return tiny_qwen2(seed, initializer_range=0.1)
 
 
 def random_windows(n: int, length: int, seed: int) -> Split:
