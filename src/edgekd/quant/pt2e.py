@@ -7,7 +7,6 @@ ONNX carry the same scales (and, after QAT, the learned ones).
 from __future__ import annotations
 
 import copy
-
 from typing import Any, Iterable
 
 import torch
