@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -22,6 +20,7 @@ import pytest
 import torch
 
 from ..conftest import ROOT
+from ..kd_support import export_command, export_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,14 +29,7 @@ NAME = "digits_cnn_distill_qat_int8"
 
 
 def _command(out, *extra):
-    # The installed entry point, run with this interpreter (`python -m edgekd.cli` would import cli.py twice).
-    return [sys.executable, "-c", "from edgekd.cli import main; main(prog_name='edgekd')", "export", "--profile", "snapdragon865", "--recipe", str(RECIPE),
-            "--out", str(out), "--skip", "bench", *extra]
-
-
-def _env(tmp):
-    # One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes 2 threads many times slower.
-    return {**os.environ, "EDGEKD_CACHE": str(tmp / "cache"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return export_command(RECIPE, out, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +39,7 @@ def resumed_run(tmp_path_factory):
     ckpt = out / f"{NAME}.work" / "checkpoints" / "distill" / "last.pt"
     # A shell starts background jobs with SIGINT ignored and Python keeps an inherited SIG_IGN, so the child would
     # never see the Ctrl-C this test sends when `make test` itself runs in the background: restore the default.
-    proc = subprocess.Popen(_command(out), env=_env(tmp), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(_command(out), env=export_env(tmp), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     interrupted_at = None
     deadline = time.monotonic() + 240
@@ -65,7 +57,7 @@ def resumed_run(tmp_path_factory):
         if proc.poll() is None:
             proc.kill()
     assert interrupted_at is not None, f"the distill stage never checkpointed an epoch: {first_output[-2000:]}"
-    second = subprocess.run(_command(out, "--resume"), env=_env(tmp), cwd=ROOT, capture_output=True, text=True,
+    second = subprocess.run(_command(out, "--resume"), env=export_env(tmp), cwd=ROOT, capture_output=True, text=True,
                             timeout=400)
     return {"tmp": tmp, "out": out, "first": (proc.returncode, first_output), "interrupted_at": interrupted_at,
             "second": second}

@@ -1,6 +1,7 @@
 """QAT on a text encoder: the additive attention mask (finfo(float32).min where a token is padding) must not get a
-fake-quant. Trained through a per-tensor int8 scale of ~1e36 every attention score is 0 (uniform attention). The offending nodes are found on a calibrated copy, so the
-training graph's observers never see the probe (a CNN's QAT is unchanged)."""
+fake-quant. Trained through a per-tensor int8 scale of ~1e36 every attention score is 0 (uniform attention). The
+offending nodes are found on a calibrated copy, so the training graph's observers never see the probe (a CNN's QAT
+is unchanged)."""
 
 from __future__ import annotations
 
