@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+CLASSIFICATION_TASKS = ("image-classification", "text-classification")
+
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
@@ -19,7 +21,7 @@ def compare(task: str, reference: np.ndarray, candidate: np.ndarray, labels: np.
     cos = _cosine(reference, candidate)
     result = {"samples": int(len(reference)), "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
               "max_abs_error": float(np.abs(reference - candidate).max())}
-    if task in ("image-classification", "text-classification"):
+    if task in CLASSIFICATION_TASKS:
         ref_top1, cand_top1 = reference.argmax(-1), candidate.argmax(-1)
         top5 = np.argsort(-reference, axis=-1)[:, :5]
         result["top1_agreement"] = float((ref_top1 == cand_top1).mean())

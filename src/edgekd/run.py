@@ -21,6 +21,8 @@ DEFAULT_RECIPE = PROJECT_ROOT / "recipes" / "efficientnet_lite0" / "ptq_int8.yam
 def export_run(recipe_path: str | Path, profile: str, out_root: Path, *, force: bool = False, resume: bool = False,
                device: str = "cpu", skip: tuple[str, ...] = (), overrides: list[str] = (), quiet: bool = False) -> int:
     recipe, prof, recipe_file, profile_file = load_recipe_and_profile(recipe_path, profile, list(overrides))
+    if _worker_rank() > 0:
+        return _train_as_worker(recipe, prof, recipe_file, profile_file, Path(out_root), device, skip, resume)
     final = Path(out_root) / recipe.name
     if final.exists() and not force:
         raise EdgekdError("output folder exists; nothing was changed", file=str(final),
@@ -43,6 +45,26 @@ def export_run(recipe_path: str | Path, profile: str, out_root: Path, *, force: 
 
     verdict = print_summary(ctx, final, quiet=quiet)
     return EXIT_GATE_FAILED if verdict == "fail" else EXIT_OK
+
+
+def _worker_rank() -> int:
+    """This process's rank under torchrun (WORLD_SIZE > 1), else 0."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
+def _train_as_worker(recipe, prof, recipe_file: Path, profile_file: Path, out_root: Path, device: str,
+                     skip: tuple[str, ...], resume: bool) -> int:
+    """A torchrun rank other than 0: load the same data and model, take part in the DDP training stages, write
+    nothing. Rank 0 alone exports, verifies, benchmarks and writes out/<name>/ (README, "Distributed training")."""
+    import tempfile
+
+    from edgekd.pipeline import run_pipeline
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-rank-") as scratch:
+        ctx = Context(recipe=recipe, profile=prof, recipe_path=recipe_file, profile_path=profile_file,
+                      out_dir=Path(scratch), work_dir=out_root / f"{recipe.name}.work", device=device, resume=resume)
+        run_pipeline(ctx, tuple(skip) + ("export", "verify", "bench"))
+    return EXIT_OK
 
 
 def _run_with_progress(ctx: Context, skip: tuple[str, ...], quiet: bool) -> Context:

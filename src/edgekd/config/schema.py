@@ -135,6 +135,9 @@ class TrainStage(Strict):
     warmup_steps: int = Field(default=0, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)  # max global grad norm; None: no clipping
     seed: int = 0
+    # Intra-op CPU threads while training; None: the process's (torch default or OMP_NUM_THREADS). Float rounding
+    # depends on how reductions are split, so a rerun matches bit for bit only with the same count on the same host.
+    threads: int | None = Field(default=None, ge=1)
     alpha: float = Field(default=0.7, ge=0, le=1)  # weight of the KD term; 1 - alpha weights the label CE
     temperature: TemperatureSchedule = Field(default_factory=TemperatureSchedule)
     embedding_loss: Literal["cosine", "mse"] = "cosine"  # tasks without classes (sentence embeddings)

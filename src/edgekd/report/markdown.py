@@ -62,7 +62,7 @@ def table(rows: list[dict]) -> str:
         return "_none_\n"
     head = list(rows[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(r.get(h, "-")) for h in head) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -130,12 +130,26 @@ def side_by_side(ctx: Context) -> str:
             value = accs.get(precision)
             row[fmt] = "-" if value is None else f"{value:.4f} ({100 * (value - fp32):+.2f} pts)"
         rows.append(row)
+    rows.append(_paired_row(ctx))
     samples = ctx.metrics["verify"].get("samples")
     teacher = ctx.metrics["verify"].get("teacher_pytorch_accuracy")
     teacher_line = "" if teacher is None else f" Teacher ({ctx.teacher.name}, fp32 PyTorch): {teacher:.4f}."
     return (f"\n## fp32 vs PTQ vs QAT+KD (accuracy on {samples} held-out labelled samples, each in its runtime)\n"
             + table(rows) + f"\nfp32 PyTorch student: {fp32:.4f}; points are accuracy points against it."
-            + teacher_line + "\n")
+            + teacher_line + " QAT+KD vs PTQ is McNemar's exact test on the same samples (edgekd/stats.py): "
+            "\"better\" or \"worse\" only at p < 0.01, otherwise a tie; the counts are the samples only one of the "
+            "two gets right.\n")
+
+
+def _paired_row(ctx: Context) -> dict:
+    """The QAT+KD vs PTQ verdict per runtime: who wins the samples they disagree on, and whether that is noise."""
+    row = {"model": "QAT+KD vs PTQ (paired)"}
+    for a in ctx.artifacts:
+        paired = (a.parity or {}).get("paired_vs_ptq")
+        if paired is not None and a.precision == "int8":
+            row[f"{a.format} ({a.runtime})"] = (f"{paired['verdict']} (+{paired['candidate_only']} / "
+                                                f"-{paired['baseline_only']}, p={paired['p_value']:.3g})")
+    return row
 
 
 def render_extra(ctx: Context) -> str:

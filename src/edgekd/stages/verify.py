@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgekd import parity
+from edgekd import parity, stats
 from edgekd.context import Context
 from edgekd.runtime import LOADERS, load_artifact
 
@@ -39,6 +39,7 @@ def run(ctx: Context, cfg) -> Context:
     if converted is not None:
         ctx.metrics["verify"]["pytorch_quantized_vs_fp32"] = parity.compare(task, reference, converted, labels)
     budget = ctx.budgets.accuracy_drop
+    predictions: dict[str, np.ndarray] = {}
     for artifact in ctx.artifacts:
         if artifact.runtime not in LOADERS:
             artifact.parity = {"status": "not run", "reason": f"no {artifact.runtime} runtime on this machine"}
@@ -58,6 +59,8 @@ def run(ctx: Context, cfg) -> Context:
                        "on AVX2 without VNNI")
         outputs = np.concatenate([runner(s)[0] for s in samples])
         artifact.parity = parity.compare(task, reference, outputs, labels)
+        if task in parity.CLASSIFICATION_TASKS:
+            predictions[artifact.name] = outputs.argmax(-1)
         if artifact.details.get("role") == "baseline":  # e.g. the PTQ baseline beside a QAT run: measured, not gated
             continue
         if converted is not None and artifact.precision != "fp32":
@@ -65,7 +68,31 @@ def run(ctx: Context, cfg) -> Context:
             artifact.parity["vs_pytorch_quantized"] = {k: vs_pt[k] for k in
                                                        ("cosine_mean", "max_abs_error", "top1_agreement") if k in vs_pt}
         _gates(artifact, cfg, budget)
+    if task in parity.CLASSIFICATION_TASKS:
+        paired_comparisons(ctx, reference.argmax(-1), labels, predictions, budget)
     return ctx
+
+
+def paired_comparisons(ctx: Context, reference_top1: np.ndarray, labels: np.ndarray | None,
+                       predictions: dict[str, np.ndarray], budget: float | None) -> None:
+    """Judge every classifier artifact against the fp32 student, and a QAT+KD artifact against the PTQ baseline of
+    the same format, on the same samples (edgekd/stats.py): a difference of a few samples is reported as a tie, not
+    as a win or a loss. "Correct" is the label where there are labels, otherwise agreement with fp32's top-1."""
+    truth = labels if labels is not None else reference_top1
+    basis = "accuracy on labels" if labels is not None else "top-1 agreement with fp32"
+    reference_correct = reference_top1 == truth
+    by_key = {(a.format, a.precision): a for a in ctx.artifacts if a.name in predictions}
+    for artifact in by_key.values():
+        correct = predictions[artifact.name] == truth
+        paired = {"basis": basis, **stats.compare_paired(correct, reference_correct)}
+        if budget is not None:
+            paired.update({k: v for k, v in stats.drop_exceeds(correct, reference_correct, budget).items()
+                           if k.startswith("drop_") or k in ("exceeds", "within")})
+        artifact.parity["paired_vs_fp32"] = paired
+        baseline = by_key.get((artifact.format, "int8-ptq"))
+        if baseline is not None and artifact is not baseline and artifact.precision != "fp32":
+            artifact.parity["paired_vs_ptq"] = {
+                "basis": basis, **stats.compare_paired(correct, predictions[baseline.name] == truth)}
 
 
 def _gates(artifact, cfg, budget: float | None) -> None:

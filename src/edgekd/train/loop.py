@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -67,15 +68,25 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _epoch_order(n: int, epoch: int, seed: int, rank: int, world: int) -> list[int]:
-    if world > 1:
-        from torch.utils.data import DistributedSampler
+def _epoch_order(n: int, epoch: int, seed: int, rank: int, world: int, batch_size: int = 1) -> list[int]:
+    """This rank's sample order for one epoch, a function of (seed, epoch) only.
 
-        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
-        sampler.set_epoch(epoch)
-        return list(sampler)
+    With several ranks, the one-process permutation is cut into global batches of `world * batch_size` and each
+    rank takes its contiguous share of every global batch, so step k of a DDP run sees exactly the samples of step k
+    of a one-process run with batch `world * batch_size` (the list is padded by wrapping, as DistributedSampler
+    does, so every rank has as many samples)."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(n, generator=generator).tolist()
+    order = torch.randperm(n, generator=generator).tolist()
+    if world <= 1:
+        return order
+    total = math.ceil(n / world) * world
+    order = (order * math.ceil(total / n))[:total]
+    mine: list[int] = []
+    for start in range(0, total, world * batch_size):
+        chunk = order[start:start + world * batch_size]
+        share = len(chunk) // world
+        mine += chunk[rank * share:(rank + 1) * share]
+    return mine
 
 
 def _epoch_batches(split: Split, order: list[int], batch_size: int):
@@ -135,7 +146,38 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
         raise EdgekdError("training needs a train split with at least 2 samples", key="data.train_samples",
                           hint="set data.train_samples (the digits and text sources provide labelled train splits)")
     rank, world = _distributed()
-    torch.manual_seed(cfg.seed)
+    with reproducible(cfg.seed, getattr(cfg, "threads", None)) as threads:
+        result = _train(student, teacher, train, eval_split, cfg, task=task, stage=stage, ckpt_dir=ckpt_dir,
+                        device=device, resume=resume, example_inputs=example_inputs, set_mode=set_mode,
+                        on_step=on_step, progress=progress, quiet=quiet, rank=rank, world=world)
+    result.seconds = time.perf_counter() - started
+    result.notes.append(f"deterministic algorithms on, {threads} intra-op thread(s), seed {cfg.seed}: a rerun on "
+                        "this host with these settings gives the same weights")
+    return result
+
+
+@contextmanager
+def reproducible(seed: int, threads: int | None):
+    """Seeded, deterministic kernels, a fixed intra-op thread count for the duration of training; the caller's
+    settings are restored after. The thread count fixes how CPU reductions are split, which changes float rounding;
+    the same host, settings and count give bit-identical weights (tests/unit/test_train_determinism.py)."""
+    previous_threads = torch.get_num_threads()
+    previous_mode = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.use_deterministic_algorithms(previous_mode, warn_only=previous_warn)
+        torch.set_num_threads(previous_threads)
+
+
+def _train(student, teacher, train, eval_split, cfg, *, task, stage, ckpt_dir, device, resume, example_inputs,
+           set_mode, on_step, progress, quiet, rank, world) -> TrainResult:
+    started = time.perf_counter()
     notes: list[str] = []
     student.to(device)
     teacher.to(device).eval()
@@ -213,8 +255,8 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
             epoch = state["epoch"]
             epoch_started = time.perf_counter()
             set_mode(student, True, epoch)
-            batches = _epoch_batches(train, _epoch_order(len(train), epoch, cfg.seed, rank, world),
-                                     cfg.batch_size)
+            batches = _epoch_batches(train, _epoch_order(len(train), epoch, cfg.seed, rank, world,
+                                                         cfg.batch_size), cfg.batch_size)
             bar.start_epoch(epoch, state["batch"])
             for index, (inputs, labels) in enumerate(batches):
                 if index < state["batch"]:
@@ -282,9 +324,37 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
         if match is not None:
             hidden.detach_hooks(match)
     set_mode(student, False, cfg.epochs)
+    if world > 1:
+        notes.append(_ranks_agree(student, rank, world))
     return TrainResult(history=state["history"], steps=state["step"], resumed_from_step=resumed_from,
                        seconds=time.perf_counter() - started, notes=notes,
                        projections=match.projections if match is not None else None)
+
+
+def _ranks_agree(student: nn.Module, rank: int, world: int) -> str:
+    """DDP keeps the parameters identical by construction; check it (a rank that diverged would train on weights
+    other than the ones exported) by comparing every rank's checksum of parameters and buffers, after the buffers
+    are taken from rank 0. Raises InternalError when they differ."""
+    import hashlib
+
+    import torch.distributed as dist
+
+    from edgekd.errors import InternalError
+
+    # DDP broadcasts buffers (BatchNorm statistics, QAT observer ranges) from rank 0 at the start of each forward;
+    # the last forward then updates each rank's copy from its own batch. Rank 0's are the ones exported: take them.
+    for buffer in student.buffers():
+        dist.broadcast(buffer.data, src=0)
+    digest = hashlib.sha256()
+    for key, value in sorted(student.state_dict().items()):
+        if isinstance(value, torch.Tensor):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, digest.hexdigest())
+    if len(set(gathered)) != 1:
+        raise InternalError(f"DDP replicas diverged after training: weight checksums {gathered}")
+    return f"DDP on {world} ranks: every rank ends with the same weights (sha256 {gathered[0][:16]})"
 
 
 def _zero_sums() -> dict:
