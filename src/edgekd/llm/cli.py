@@ -39,7 +39,10 @@ def _tokenizer_for(model_folder: Path | None):
 
     from .models import smollm2_folder
 
-    return AutoTokenizer.from_pretrained(model_folder or smollm2_folder())
+    from edgekd.models.hf import refuse_remote_code
+
+    folder = model_folder or smollm2_folder()
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=refuse_remote_code(folder, False, "--model"))
 
 
 @llm.command()

@@ -116,8 +116,8 @@ def minilm_l6(data_cfg: DataConfig, layers: int | None = None, task: str = "sent
     from transformers import AutoModel, AutoTokenizer
 
     folder = minilm_folder()
-    encoder = AutoModel.from_pretrained(folder, attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoder = AutoModel.from_pretrained(folder, attn_implementation="eager", trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     name = "minilm_l6"
     if layers is not None:
         if not 1 <= layers <= len(encoder.encoder.layer):
