@@ -34,6 +34,15 @@ def handles_errors(fn):
     return wrapper
 
 
+def finite(ctx, param, value):
+    """click callback for float options: nan and inf pass FloatRange's bounds, so refuse them here."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
+
+
 def _debug_enabled() -> bool:
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root() if ctx is not None else None
@@ -73,14 +82,32 @@ def _report(exc: Exception, command: str | None = None) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _usage_error(exc: click.ClickException) -> None:
+    """click's own errors (bad option value, unknown command) as one `error:` line and exit 2, like edgekd's."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        raise exc  # a bare group: click prints its help
+    where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "edgekd"
+    click.echo(f"error: {where}: {' '.join(exc.format_message().split())}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
 class GuardedGroup(click.Group):
-    """The top-level group: an exception escaping a command without handles_errors still becomes one line."""
+    """The top-level group: an exception escaping a command without handles_errors still becomes one line, and so
+    does a usage error (click's default is a usage block plus `Error:`)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            _usage_error(exc)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except click.ClickException as exc:
+            _usage_error(exc)
         except Exception as exc:  # noqa: BLE001 - see _report
             _report(exc, " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand))))
 

@@ -63,7 +63,7 @@ def read_json(path: Path, key: str = "", what: str = "JSON file", expect: type =
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise EdgekdError(f"not valid JSON: {exc.msg} (line {exc.lineno})", file=str(path), key=key) from exc
+        raise EdgekdError(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno})", file=str(path), key=key) from exc
     except RecursionError as exc:
         raise EdgekdError("JSON nested too deeply", file=str(path), key=key) from exc
     if not isinstance(data, expect):

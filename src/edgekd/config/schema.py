@@ -17,7 +17,7 @@ ArtifactFormat = Literal["pte", "onnx", "engine"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # .nan/.inf: refused
 
 
 def _file_name(value: str) -> str:

@@ -162,9 +162,9 @@ DigitsCNN = SmallCNN  # the name earlier checkpoints and tests use
 
 def _small_cnn_bundle(name: str, module: nn.Module, size: int, normalize: dict, weights: str | None) -> ModelBundle:
     if weights:
-        from edgekd.models.weights import load_state_dict
+        from edgekd.models.weights import load_into, load_state_dict
 
-        module.load_state_dict(load_state_dict(weights, key="model.kwargs.weights"))
+        load_into(module, load_state_dict(weights, key="model.kwargs.weights"), str(weights), "model.kwargs.weights")
     return ModelBundle(
         name=name, task="image-classification", module=module.eval(),
         example_inputs=(torch.zeros(1, 1, size, size),), input_names=["image"], output_names=["logits"],
