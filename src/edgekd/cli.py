@@ -74,9 +74,12 @@ def _report(exc: Exception, command: str | None = None) -> None:
     if isinstance(exc, (OSError, MemoryError)) and not isinstance(exc, InternalError):
         click.echo(f"error: {command or _command_path()} failed: {what}", err=True)
     else:
-        frames = traceback.extract_tb(exc.__traceback__)
-        ours = [f for f in frames if f"{os.sep}edgekd{os.sep}" in f.filename] or frames
-        where = f" at {Path(ours[-1].filename).name}:{ours[-1].lineno} in {ours[-1].name}" if ours else ""
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+        ours = [f for f in frames if f"{os.sep}edgekd{os.sep}" in f.filename]
+        where = ""
+        for label, frame in (("at", frames[-1] if frames else None), ("from", ours[-1] if ours else None)):
+            if frame is not None and (label == "at" or frame is not frames[-1]):
+                where += f" {label} {_short_path(frame.filename)}:{frame.lineno} in {frame.name}"
         hint = "" if _debug_enabled() else "; rerun with --debug for the traceback"
         click.echo(f"error: internal error in {command or _command_path()}: {what}{where}{hint}", err=True)
     sys.exit(EXIT_BAD_INPUT)
@@ -89,6 +92,15 @@ def _usage_error(exc: click.ClickException) -> None:
     where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "edgekd"
     click.echo(f"error: {where}: {' '.join(exc.format_message().split())}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def _short_path(filename: str) -> str:
+    """edgekd/stages/fuse.py, torch/nn/functional.py: the package-relative part a bug report needs."""
+    parts = Path(filename).parts
+    for anchor in ("site-packages", "src"):
+        if anchor in parts:
+            return "/".join(parts[len(parts) - parts[::-1].index(anchor):])
+    return Path(filename).name
 
 
 class GuardedGroup(click.Group):

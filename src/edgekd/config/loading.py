@@ -182,8 +182,10 @@ def parse_override(text: str) -> tuple[list[str], object]:
         raise EdgekdError(f"override {text!r} has an empty key", key="--set", hint="e.g. stages.bench.runs=10")
     try:
         value = parse_yaml(raw) if raw != "" else ""
+    except (yaml.composer.ComposerError, yaml.constructor.ConstructorError) as exc:  # aliases, duplicates, tags
+        raise EdgekdError(f"override {key.strip()!r}: {getattr(exc, 'problem', None) or exc}", key="--set") from exc
     except (yaml.YAMLError, RecursionError):
-        value = raw
+        value = raw  # not YAML: the text itself (a path, a name with a colon)
     return [p.strip() for p in parts], value
 
 
