@@ -25,7 +25,7 @@ class Problem:
     allowed: str = ""
 
     def render(self) -> str:
-        text = ": ".join(part for part in (self.file, self.key, self.message) if part)
+        text = ": ".join(part for part in (shown_file(self.file), self.key, self.message) if part)
         if self.value is not None:
             text += f" (got {short_repr(self.value)})"
         if self.allowed:
@@ -47,7 +47,7 @@ class EdgekdError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        head = ": ".join(part for part in (self.file, self.key, self.message) if part)
+        head = ": ".join(part for part in (shown_file(self.file), self.key, self.message) if part)
         lines = [head] + [f"  - {p.render()}" for p in self.problems]
         if self.hint:
             lines.append(f"  hint: {self.hint}")
@@ -58,7 +58,7 @@ class EdgekdError(Exception):
 
         Scripts and CI logs count problems by counting `error:` lines, so a problem never spans two lines."""
         heads = [p.render() for p in self.problems] or [": ".join(
-            part for part in (self.file, self.key, self.message) if part)]
+            part for part in (shown_file(self.file), self.key, self.message) if part)]
         lines = [f"error: {' '.join(h.split())}" for h in heads]
         if self.hint:
             lines.append(f"  hint: {' '.join(self.hint.split())}")
@@ -75,6 +75,11 @@ class GateFailed(EdgekdError):
 class InternalError(RuntimeError):
     """A bug in edgekd: reported as "internal error" with where it happened (the traceback with --debug), never
     disguised as a user error."""
+
+
+def shown_file(name: str) -> str:
+    """A file name as an error line shows it: quoted when blanks at its ends or control characters would hide it."""
+    return repr(name) if name and (name != name.strip() or not name.isprintable()) else name
 
 
 def short_repr(value: object, limit: int = 120) -> str:

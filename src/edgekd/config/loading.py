@@ -77,14 +77,14 @@ def _json_type(t: type) -> str:
             type(None): "null"}.get(t, t.__name__)
 
 
-class StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses duplicate keys and alias expansion past MAX_ALIAS_NODES.
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The safe loader (libyaml's where installed) refusing duplicate keys and alias expansion past MAX_ALIAS_NODES.
 
     PyYAML keeps the last of two equal keys silently, and shares aliased nodes, so a few lines of `&a [*b, *b]`
     expand to billions of values only later, in validation or printing; both are refused here, with line numbers."""
 
-    def compose_document(self):
-        node = super().compose_document()
+    def get_single_node(self):
+        node = super().get_single_node()
         _check_alias_expansion(node)
         return node
 
