@@ -50,8 +50,8 @@ RECIPE_PATHS = schema_paths(Recipe)
 PROFILE_PATHS = schema_paths(Profile)
 NASTY_TEXT = ["", " ", ".", "..", "../..", "/", "a/b", "~", "null", "yes", "no", "on", ".nan", ".inf", "-.inf",
               "1e400", "0x1F", "0o17", "!!python/object:os.system", "&a", "*a", "{", "[", "- -", "::", "'", '"',
-              "\t", "\\x00", "é", "ℌ𝔢𝔩𝔩𝔬", "x" * 300, "builtin:", "hf:/nonexistent", "py:os:system", "py:os.path:",
-              "hf:", "builtin:digits_cnn", "int8", "onnx", "pte"]
+              "\t", "\\x00", "é", "ℌ𝔢𝔩𝔩𝔬", "x" * 300, "builtin:", "hf:/nonexistent", "py:os:system",
+              "py:os.path:", "hf:", "builtin:digits_cnn", "int8", "onnx", "pte"]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2 ** 70), max_value=2 ** 70),

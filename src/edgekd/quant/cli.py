@@ -19,7 +19,8 @@ from edgekd.cli import finite, handles_errors
 @click.option("--profile", "-p", required=True, help="device profile name or YAML path (decides int4/fp16 support)")
 @click.option("--recipe", "-r", required=True, type=click.Path(path_type=Path), help="recipe YAML")
 @click.option("--out", "-o", "out_root", default=Path("out"), type=click.Path(path_type=Path), show_default=True)
-@click.option("--samples", type=click.IntRange(min=1), default=None, help="calibration samples per layer (default: the recipe's, 16)")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="calibration samples per layer (default: the recipe's, 16)")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["int8", "int4", "fp16"]),
               help="precision(s) to measure (repeatable; default: int8 + what the backend supports)")
 @click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), default=None, callback=finite,

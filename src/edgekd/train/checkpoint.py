@@ -65,8 +65,8 @@ def load(folder: Path) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError for code, RuntimeError/EOFError for a truncated file
-        reason = ("holds Python objects other than tensors and plain data (refused, nothing in it was run)"
-                  if isinstance(exc, pickle.UnpicklingError) else f"is not a readable checkpoint ({type(exc).__name__})")
+        reason = (f"is not a readable checkpoint ({type(exc).__name__})" if not isinstance(exc, pickle.UnpicklingError)
+                  else "holds Python objects other than tensors and plain data (refused, nothing in it was run)")
         raise EdgekdError(f"checkpoint {reason}", file=str(path), key="--resume",
                           hint="delete it, or rerun without --resume to train from the start") from exc
     if not isinstance(state, dict):
