@@ -99,7 +99,14 @@ def test_hf_folder_code_never_runs_even_with_yes_on_stdin(tmp_path):
                  "--skip", "bench", input="yes\n" * 1000)
     assert_refused(result, "payload.PayloadModel", "model.trust_remote_code")
     assert not marker.exists() and not out.exists()
-    # The payload is live: the explicit recipe key runs it (and the class is no model, so the run still fails).
+
+
+@pytest.mark.slow
+def test_hf_folder_code_runs_only_with_the_recipe_key(tmp_path):
+    """The payload is live: `model.trust_remote_code: true` runs it (the class is no model, so the run fails)."""
+    marker = tmp_path / "PWNED"
+    encoder = payload_folder(tmp_path / "encoder", marker, causal=False)
+    out = tmp_path / "out"
     proc = subprocess.run([*EDGEKD, "export", "-p", "x86-cpu", "-r", str(hf_recipe(tmp_path, encoder, trust=True)),
                            "--out", str(out), "--skip", "bench"], input="", capture_output=True, text=True,
                           env=env_for(tmp_path), cwd=tmp_path, timeout=300)

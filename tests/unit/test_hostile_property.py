@@ -204,7 +204,6 @@ def test_generated_profiles(cwd, profile, sets):
         check(runner.invoke(main, ["show-config", "-p", str(path), "-r", str(recipe)]
                             + [a for s in sets for a in ("--set", s)]),
               expected_lines(lambda: load_recipe_and_profile(recipe, str(path), sets)), folder, before)
-        check(runner.invoke(main, ["lint", str(path), "-p", str(path), "--no-polygraphy"]), -1, folder, before)
     finally:
         shutil.rmtree(folder)
 
