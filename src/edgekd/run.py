@@ -39,7 +39,7 @@ def export_run(recipe_path: str | Path, profile: str, out_root: Path, *, force: 
     try:
         with claim(out_root, recipe.name):
             _refuse_existing(final, force)  # a run that held the claim before us may have finished meanwhile
-            remove_stale_staging(out_root)
+            remove_stale_staging(out_root, recipe.name)
             staging = out_root / f".{recipe.name}.staging-{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()

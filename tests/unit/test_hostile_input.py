@@ -229,8 +229,13 @@ def test_failed_runs_write_nothing_and_stale_staging_of_dead_processes_is_remove
     old.mkdir()
     live = existing / f".third.staging-{os.getppid()}"  # a live process's: kept
     live.mkdir()
-    assert_refused(cli("export", "-p", "x86-cpu", "-r", bad, "--out", existing), "model.kwargs")
-    assert sorted(p.name for p in existing.iterdir()) == [live.name]
+    busy = existing / f".busy.staging-{dead_pid()}"  # its PID looks dead, but its NAME is claimed: kept
+    busy.mkdir()
+    from edgekd.report.atomic import claim
+
+    with claim(existing, "busy"):
+        assert_refused(cli("export", "-p", "x86-cpu", "-r", bad, "--out", existing), "model.kwargs")
+        assert sorted(p.name for p in existing.iterdir()) == sorted([".busy.lock", busy.name, live.name])
 
 
 def test_failed_ssh_bench_leaves_no_state_folder(tmp_path):

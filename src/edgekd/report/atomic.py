@@ -104,23 +104,40 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_staging(folder: Path) -> list[Path]:
+def remove_stale_staging(folder: Path, held: str) -> list[Path]:
     """Remove `.NAME.staging-PID` / `.NAME.old-PID` / `.NAME.tmp-PID` left by processes that no longer exist
-    (SIGKILL, power loss): they can be hundreds of MB and nothing else would ever delete them."""
+    (SIGKILL, power loss): they can be hundreds of MB and nothing else would ever delete them.
+
+    The caller holds the claim on `held`; another NAME's leftovers go only while nobody holds that NAME's claim
+    either (a run in another PID namespace, on a shared disk, looks dead by its PID but still holds its lock)."""
     import re
+
+    from edgekd.errors import EdgekdError
 
     removed = []
     if not Path(folder).is_dir():
         return removed
-    for entry in Path(folder).iterdir():
-        match = re.fullmatch(r"\..+\.(staging|old|tmp)-(\d+)", entry.name)
-        if match and int(match.group(2)) != os.getpid() and not pid_alive(int(match.group(2))):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
+    for entry in sorted(Path(folder).iterdir()):
+        match = re.fullmatch(r"\.(.+)\.(staging|old|tmp)-(\d+)", entry.name)
+        if not match or int(match.group(3)) == os.getpid() or pid_alive(int(match.group(3))):
+            continue
+        try:
+            if match.group(1) == held:
+                _remove(entry)
             else:
-                entry.unlink(missing_ok=True)
-            removed.append(entry)
+                with claim(folder, match.group(1)):
+                    _remove(entry)
+        except EdgekdError:  # that NAME is being written right now
+            continue
+        removed.append(entry)
     return removed
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def prune_empty_dirs(folder: Path) -> None:
