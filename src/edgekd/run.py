@@ -41,19 +41,19 @@ def export_run(recipe_path: str | Path, profile: str, out_root: Path, *, force: 
             _refuse_existing(final, force)  # a run that held the claim before us may have finished meanwhile
             remove_stale_staging(out_root, recipe.name)
             staging = out_root / f".{recipe.name}.staging-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-            work.mkdir(exist_ok=True)
-            ctx = Context(recipe=recipe, profile=prof, recipe_path=recipe_file, profile_path=profile_file,
-                          out_dir=staging, work_dir=work, device=device, resume=resume)
             try:
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir()
+                work.mkdir(exist_ok=True)
+                ctx = Context(recipe=recipe, profile=prof, recipe_path=recipe_file, profile_path=profile_file,
+                              out_dir=staging, work_dir=work, device=device, resume=resume)
                 ctx = _run_with_progress(ctx, skip, quiet)
                 _write_outputs(ctx, staging)
                 _swap_into_place(staging, final)
-            finally:
+            finally:  # still under the claim: another run's work folder is never touched
                 shutil.rmtree(staging, ignore_errors=True)
+                prune_empty_dirs(work)  # checkpoints for --resume stay; an empty work folder does not
     finally:
-        prune_empty_dirs(work)  # checkpoints for --resume stay; an empty work folder does not
         for folder in created:  # innermost first: only folders this run made, and only while empty
             _rmdir_quietly(folder)
     ctx.out_dir = final
@@ -66,8 +66,6 @@ def export_run(recipe_path: str | Path, profile: str, out_root: Path, *, force: 
 def check_out_folder(out_root: Path) -> None:
     """Refuse an --out that cannot work before minutes of stages: a file, a name the OS refuses, no write
     permission or a full disk. Nothing is created here."""
-    import errno
-
     text = str(out_root)
     if "\0" in text or not text.strip():
         raise EdgekdError("not a usable folder name", file=repr(text), key="--out")
@@ -83,7 +81,7 @@ def check_out_folder(out_root: Path) -> None:
         raise EdgekdError(f"{existing} is {what}, not a folder", file=text, key="--out")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise EdgekdError(f"no permission to write in {existing}", file=text, key="--out",
-                          hint=f"errno {errno.EACCES}: choose an --out you can write to")
+                          hint="choose an --out you can write to")
     free = shutil.disk_usage(existing).free
     if free < MIN_FREE_BYTES:
         raise EdgekdError(f"the disk holding {existing} has {free >> 20} MiB free (at least "

@@ -169,10 +169,12 @@ def test_second_export_into_the_same_out_is_refused_while_the_first_holds_the_cl
         stdout=subprocess.PIPE, text=True, env=env_for(tmp_path))
     try:
         assert holder.stdout.readline().strip() == "held"
+        (out / "digits_smoke.work" / "checkpoints" / "distill").mkdir(parents=True)  # as the holder's run makes it
         proc = subprocess.run([*EDGEKD, "export", "-p", "x86-cpu", "-r", str(recipe), "--out", str(out)],
                               capture_output=True, text=True, env=env_for(tmp_path), timeout=300)
         assert_refused(proc, f"another edgekd run (pid {holder.pid})", "digits_smoke")
-        assert sorted(p.name for p in out.iterdir()) == [".digits_smoke.lock"]  # the holder's, nothing of ours
+        assert sorted(p.name for p in out.iterdir()) == [".digits_smoke.lock", "digits_smoke.work"]  # the holder's
+        assert (out / "digits_smoke.work" / "checkpoints" / "distill").is_dir()  # its empty folders untouched too
     finally:
         holder.kill()
         holder.wait()
