@@ -25,10 +25,9 @@ class Problem:
     allowed: str = ""
 
     def render(self) -> str:
-        where = f"{self.file}: {self.key}" if self.key else self.file
-        text = f"{where}: {self.message}"
+        text = ": ".join(part for part in (shown_file(self.file), self.key, self.message) if part)
         if self.value is not None:
-            text += f" (got {self.value!r})"
+            text += f" (got {short_repr(self.value)})"
         if self.allowed:
             text += f"; allowed: {self.allowed}"
         return text
@@ -48,12 +47,22 @@ class EdgekdError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        head = f"{self.file}: {self.key}: {self.message}" if self.key else (
-            f"{self.file}: {self.message}" if self.file else self.message)
+        head = ": ".join(part for part in (shown_file(self.file), self.key, self.message) if part)
         lines = [head] + [f"  - {p.render()}" for p in self.problems]
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
+
+    def error_lines(self) -> list[str]:
+        """What the CLI prints after `error: `: one line per problem (or the message), then the hint indented.
+
+        Scripts and CI logs count problems by counting `error:` lines, so a problem never spans two lines."""
+        heads = [p.render() for p in self.problems] or [": ".join(
+            part for part in (shown_file(self.file), self.key, self.message) if part)]
+        lines = [f"error: {' '.join(h.split())}" for h in heads]
+        if self.hint:
+            lines.append(f"  hint: {' '.join(self.hint.split())}")
+        return lines
 
 
 class GateFailed(EdgekdError):
@@ -64,7 +73,19 @@ class GateFailed(EdgekdError):
 
 
 class InternalError(RuntimeError):
-    """A bug in edgekd: surfaces with a traceback, never disguised as a user error."""
+    """A bug in edgekd: reported as "internal error" with where it happened (the traceback with --debug), never
+    disguised as a user error."""
+
+
+def shown_file(name: str) -> str:
+    """A file name as an error line shows it: quoted when blanks at its ends or control characters would hide it."""
+    return repr(name) if name and (name != name.strip() or not name.isprintable()) else name
+
+
+def short_repr(value: object, limit: int = 120) -> str:
+    """repr() cut to `limit` characters: an error line quotes a bad value, never a megabyte of it (YAML aliases)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass

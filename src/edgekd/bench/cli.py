@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli import handles_errors
+from edgekd.cli import finite, handles_errors
 from edgekd.errors import EXIT_OK, EdgekdError
 
 
@@ -57,16 +57,16 @@ def _cores(text: str | None) -> list[int] | None:
 @click.option("--runner", type=click.Choice(["local", "ssh", "adb"]), default=None,
               help="default: the profile's runner.kind")
 @click.option("--host", default=None, help="ssh host, or user@host")
-@click.option("--port", type=int, default=None, help="ssh port")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="ssh port")
 @click.option("--user", default=None, help="ssh user")
 @click.option("--key", default=None, type=click.Path(path_type=Path), help="ssh private key")
 @click.option("--remote-python", default=None, help="python on the board (default: profile runner.remote_python)")
 @click.option("--remote-dir", default=None, help="scratch folder on the board")
 @click.option("--serial", default=None, help="adb device serial")
 @click.option("--binary", default=None, help="adb: benchmark binary path on the device")
-@click.option("--warmup", type=int, default=5, show_default=True)
-@click.option("--runs", type=int, default=30, show_default=True)
-@click.option("--threads", type=int, default=None, help="default: the profile's threads")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="default: the profile's threads")
 @click.option("--cores", default=None, help="CPU ids to pin to, e.g. 4,5,6,7 (default: the profile's cores)")
 @click.option("--junit", type=click.Path(path_type=Path), default=None,
               help="JUnit XML path (default: <artifacts>/bench-<runner>.junit.xml)")
@@ -140,7 +140,7 @@ def size_group() -> None:
 @click.option("--baseline", required=True, type=click.Path(path_type=Path), help="sizes.json from an earlier run")
 @click.argument("outs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tolerance-bytes", type=int, default=0, show_default=True, help="growth allowed in bytes")
-@click.option("--tolerance-pct", type=float, default=0.0, show_default=True,
+@click.option("--tolerance-pct", type=float, default=0.0, show_default=True, callback=finite,
               help="growth allowed in percent of the baseline (the larger of the two tolerances applies)")
 @click.option("--update-baseline", is_flag=True, help="rewrite the baseline with the current sizes (never by default)")
 @handles_errors

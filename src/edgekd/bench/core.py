@@ -8,7 +8,6 @@ a board side by side; each runner's verdicts replace only that runner's earlier 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,12 +193,18 @@ def load_manifest(folder: Path) -> dict:
     if not path.is_file():
         raise EdgekdError("no manifest.json in the artifacts folder", file=str(folder), key="--artifacts",
                           hint="point --artifacts at an out/<name> folder written by edgekd export")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EdgekdError(f"not valid JSON: {exc.msg} (line {exc.lineno})", file=str(path)) from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
+    from edgekd.config.loading import read_json
+
+    manifest = read_json(path, what="manifest")
+    if not isinstance(manifest.get("artifacts"), list):
         raise EdgekdError("manifest has no artifacts list", file=str(path), key="artifacts")
+    for i, rec in enumerate(manifest["artifacts"]):
+        if not isinstance(rec, dict):
+            raise EdgekdError(f"artifact entry must be a JSON object, not {type(rec).__name__}", file=str(path),
+                              key=f"artifacts[{i}]")
+    for key in ("recipe", "inputs"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict if key == "recipe" else str):
+            raise EdgekdError(f"wrong JSON type {type(manifest[key]).__name__}", file=str(path), key=key)
     return manifest
 
 
@@ -207,8 +212,14 @@ def manifest_budgets(profile: Profile, manifest: dict) -> Budgets:
     """The profile's budgets with the recipe's overrides (as recorded in the manifest), key by key, like a run."""
     merged = profile.budgets.model_dump()
     recipe_budgets = ((manifest.get("recipe") or {}).get("resolved") or {}).get("budgets") or {}
+    if not isinstance(recipe_budgets, dict):
+        raise EdgekdError("wrong JSON type (expected an object)", file="manifest.json", key="recipe.resolved.budgets")
     merged.update({k: v for k, v in recipe_budgets.items() if v is not None})
-    return Budgets(**merged)
+    try:
+        return Budgets(**merged)
+    except ValueError as exc:  # pydantic's ValidationError: a hand-edited manifest
+        raise EdgekdError(f"invalid budgets: {' '.join(str(exc).split())[:200]}", file="manifest.json",
+                          key="recipe.resolved.budgets") from exc
 
 
 def jobs_from_manifest(folder: Path, manifest: dict) -> list[Job]:
@@ -216,8 +227,12 @@ def jobs_from_manifest(folder: Path, manifest: dict) -> list[Job]:
     where = str(Path(folder) / "manifest.json")
     for i, rec in enumerate(manifest["artifacts"]):
         for key in ("name", "path", "format", "runtime"):
-            if not rec.get(key):
-                raise EdgekdError("artifact entry lacks a required field", file=where, key=f"artifacts[{i}].{key}")
+            if not rec.get(key) or not isinstance(rec[key], str):
+                raise EdgekdError("artifact entry lacks a required text field", file=where,
+                                  key=f"artifacts[{i}].{key}")
+        if not isinstance(rec.get("bytes") or 0, int) or not isinstance(rec.get("parity") or {}, dict):
+            raise EdgekdError("wrong JSON type for bytes (integer) or parity (object)", file=where,
+                              key=f"artifacts[{i}]")
         path = Path(rec["path"]) if Path(rec["path"]).is_absolute() else Path(folder) / rec["path"]
         if not path.is_file():
             raise EdgekdError("artifact file not found", file=str(path), key=f"artifacts[{i}].path")
@@ -251,8 +266,13 @@ def bench_folder(folder: Path, profile: Profile, runner_cfg: RunnerConfig | None
                           hint="edgekd export writes inputs.npz beside the manifest")
     budgets = manifest_budgets(profile, manifest)
     runner = make_runner(runner_cfg or profile.runner, folder / STATE_DIR)
-    outcomes = run_jobs(jobs, runner, inputs, budgets, warmup, runs, threads or profile.threads,
-                        cores if cores is not None else profile.cores, progress)
+    try:
+        outcomes = run_jobs(jobs, runner, inputs, budgets, warmup, runs, threads or profile.threads,
+                            cores if cores is not None else profile.cores, progress)
+    finally:
+        from edgekd.report.atomic import prune_empty_dirs
+
+        prune_empty_dirs(folder / STATE_DIR)  # a failed ssh connection leaves no empty .edgekd/
     # All measurements are in: now (and only now) update the manifest and write the reports.
     skipped = []
     for rec, out in zip(manifest["artifacts"], outcomes):

@@ -22,17 +22,147 @@ PROFILE_DIRS = [Path.cwd() / "device_profiles", PROJECT_ROOT / "device_profiles"
 RECIPE_DIRS = [Path.cwd() / "recipes", PROJECT_ROOT / "recipes"]
 
 
-def read_yaml(path: Path, problems: ProblemList) -> dict | None:
-    """Parse a YAML mapping; a missing file or a syntax error becomes a problem, not an exception."""
+MAX_INPUT_BYTES = 16 << 20  # a recipe, profile, manifest or baseline is kilobytes; more is a wrong file
+MAX_ALIAS_NODES = 10_000  # YAML nodes that aliases may add when expanded (a recipe uses a handful, a bomb billions)
+
+
+def read_text(path: Path, key: str = "", what: str = "file") -> str:
+    """The UTF-8 text of a user-given input file, or one EdgekdError that says why not.
+
+    A directory, a device, an executable or an image given where a recipe, profile, manifest or baseline belongs is
+    named as such instead of surfacing as UnicodeDecodeError from deep inside a parser."""
+    path = Path(path)
+    if path.is_dir():
+        raise EdgekdError(f"is a directory, not a {what}", file=str(path), key=key)
+    if not path.exists():
+        raise EdgekdError(f"{what} not found", file=str(path), key=key)
     if not path.is_file():
-        problems.add(str(path), "", "file not found")
+        raise EdgekdError(f"not a regular file (a device, socket or pipe), not a {what}", file=str(path), key=key)
+    try:
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            raise EdgekdError(f"{path.stat().st_size} bytes is too large for a {what} "
+                              f"(limit {MAX_INPUT_BYTES >> 20} MiB)", file=str(path), key=key)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EdgekdError(f"cannot read: {exc.strerror or exc}", file=str(path), key=key) from exc
+    kind = "an ELF executable" if data.startswith(b"\x7fELF") else "binary data"
+    if b"\0" in data:
+        raise EdgekdError(f"not a text file ({kind}); expected a {what}", file=str(path), key=key)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EdgekdError(f"not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
+                          f"expected a {what}", file=str(path), key=key) from exc
+
+
+def read_json(path: Path, key: str = "", what: str = "JSON file", expect: type = dict):
+    """Parse a JSON input file whose top level must be `expect`; every failure is one EdgekdError naming the file."""
+    import json
+
+    text = read_text(path, key, what)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EdgekdError(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno})", file=str(path), key=key) from exc
+    except RecursionError as exc:
+        raise EdgekdError("JSON nested too deeply", file=str(path), key=key) from exc
+    if not isinstance(data, expect):
+        raise EdgekdError(f"top level must be a JSON {_json_type(expect)}, not {_json_type(type(data))}",
+                          file=str(path), key=key)
+    return data
+
+
+def _json_type(t: type) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(t, t.__name__)
+
+
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The safe loader (libyaml's where installed) refusing duplicate keys and alias expansion past MAX_ALIAS_NODES.
+
+    PyYAML keeps the last of two equal keys silently, and shares aliased nodes, so a few lines of `&a [*b, *b]`
+    expand to billions of values only later, in validation or printing; both are refused here, with line numbers."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        _check_alias_expansion(node)
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                    seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the constructor reports it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r} (first on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_alias_expansion(root) -> None:
+    """Count the nodes the document would have with every alias expanded, without expanding anything."""
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+    nodes: dict[int, object] = {}
+    refs: dict[int, int] = {}
+    active: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = [] if isinstance(node, yaml.ScalarNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair])
+        if done:
+            active.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            continue
+        if id(node) in active:
+            raise yaml.composer.ComposerError(None, None, "recursive alias (a node that contains itself)",
+                                              node.start_mark)
+        if id(node) in nodes:
+            continue
+        active.add(id(node))
+        nodes[id(node)] = node
+        stack.append((node, True))
+        for c in children:
+            refs[id(c)] = refs.get(id(c), 0) + 1
+            stack.append((c, False))
+    if sizes[id(root)] - len(nodes) > MAX_ALIAS_NODES:
+        worst = max((i for i, n in refs.items() if n > 1), key=lambda i: sizes[i] * refs[i], default=id(root))
+        raise yaml.composer.ComposerError(
+            None, None, f"aliases expand the document to {sizes[id(root)]} values (limit: {MAX_ALIAS_NODES} more "
+            f"than written; the anchor here is used {refs.get(worst, 1)} times); write the values out instead",
+            nodes[worst].start_mark)
+
+
+def parse_yaml(text: str):
+    """YAML text -> Python objects with StrictLoader (the one YAML parser for user input)."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+
+
+def read_yaml(path: Path, problems: ProblemList) -> dict | None:
+    """Parse a YAML mapping; an unreadable file or a syntax error becomes a problem, not an exception."""
+    try:
+        text = read_text(path, what="YAML file")
+    except EdgekdError as exc:
+        problems.add(exc.file, exc.key, exc.message)
         return None
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
-        problems.add(str(path), where, f"not valid YAML: {getattr(exc, 'problem', exc)}")
+        problems.add(str(path), where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}")
+        return None
+    except RecursionError:
+        problems.add(str(path), "", "not valid YAML: nested too deeply")
         return None
     if data is None:
         data = {}
@@ -45,15 +175,18 @@ def read_yaml(path: Path, problems: ProblemList) -> dict | None:
 def parse_override(text: str) -> tuple[list[str], object]:
     """`stages.bench.runs=10` -> (["stages","bench","runs"], 10); the value is parsed as YAML (numbers, lists)."""
     if "=" not in text:
-        raise EdgekdError(f"override {text!r} is not key=value", hint="e.g. stages.bench.runs=10")
+        raise EdgekdError(f"override {text!r} is not key=value", key="--set", hint="e.g. stages.bench.runs=10")
     key, raw = text.split("=", 1)
-    if not key.strip():
-        raise EdgekdError(f"override {text!r} has an empty key")
+    parts = key.strip().split(".")
+    if not key.strip() or not all(p.strip() for p in parts):
+        raise EdgekdError(f"override {text!r} has an empty key", key="--set", hint="e.g. stages.bench.runs=10")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
+        value = parse_yaml(raw) if raw != "" else ""
+    except (yaml.composer.ComposerError, yaml.constructor.ConstructorError) as exc:  # aliases, duplicates, tags
+        raise EdgekdError(f"override {key.strip()!r}: {getattr(exc, 'problem', None) or exc}", key="--set") from exc
+    except (yaml.YAMLError, RecursionError):
+        value = raw  # not YAML: the text itself (a path, a name with a colon)
+    return [p.strip() for p in parts], value
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -6,9 +6,9 @@ setting. Defaults are chosen so a minimal recipe is a few lines, and everything 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Backend = Literal["executorch-xnnpack", "tensorrt", "onnxruntime"]
 Task = Literal["image-classification", "sentence-embedding", "text-classification", "causal-lm"]
@@ -17,7 +17,20 @@ ArtifactFormat = Literal["pte", "onnx", "engine"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # .nan/.inf: refused
+
+
+def _file_name(value: str) -> str:
+    """`name` becomes out/<name>/, out/<name>.work/ and .<name>.staging-PID: refuse what the OS or the output
+    folder would not take before minutes of work (hidden or dot-only names, names over the file-name limit)."""
+    if value.startswith("."):
+        raise ValueError("must not start with '.' (hidden, and '.'/'..' leave the output folder)")
+    if len(value) > 100:
+        raise ValueError(f"is {len(value)} characters; at most 100 (it becomes a file name with suffixes)")
+    return value
+
+
+FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(_file_name)]
 
 
 # ----------------------------------------------------------------------------------------------------- recipe
@@ -28,6 +41,9 @@ class ModelSource(Strict):
     task: Task | None = None
     num_labels: int | None = Field(default=None, ge=1)
     kwargs: dict = Field(default_factory=dict)
+    # Python files in an hf: folder (config.json auto_map) run only when this is true: off, a folder's code never
+    # runs and nothing asks on stdin.
+    trust_remote_code: bool = False
 
     @model_validator(mode="after")
     def _known_scheme(self):
@@ -221,7 +237,7 @@ class LlmConfig(Strict):
 
 
 class Recipe(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: FileName
     description: str = ""
     model: ModelSource
     teacher: ModelSource | None = None
@@ -260,7 +276,7 @@ class TensorRTConfig(Strict):
 
 
 class Profile(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: FileName
     description: str = ""
     backend: Backend
     precision: Precision = "int8"

@@ -24,10 +24,17 @@ def lint_onnx(path: Path, target: str = "tensorrt", *, shapes: dict | None = Non
     path = Path(path)
     if not path.exists():
         raise EdgekdError("no such ONNX file", file=str(path))
+    if not path.is_file():
+        raise EdgekdError("not a file (a directory or device); expected an ONNX model", file=str(path))
+    if path.stat().st_size == 0:
+        raise EdgekdError("empty file (0 bytes); expected an ONNX model", file=str(path))
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf errors
-        raise EdgekdError(f"not a readable ONNX file: {exc}", file=str(path)) from exc
+        raise EdgekdError(f"not a readable ONNX file: {' '.join(str(exc).split())[:200]}", file=str(path)) from exc
+    # protobuf parses many byte strings as a message with no fields: an ONNX model has an IR version and a graph
+    if not model.ir_version or not model.HasField("graph") or not (model.graph.node or model.graph.output):
+        raise EdgekdError("not an ONNX model (no IR version or no graph)", file=str(path))
     violations, checks, notes = run_rules(index_graph(model), shapes)
     result = LintResult(str(path), target, violations, checks, notes)
     if polygraphy:

@@ -39,14 +39,18 @@ def _tokenizer_for(model_folder: Path | None):
 
     from .models import smollm2_folder
 
-    return AutoTokenizer.from_pretrained(model_folder or smollm2_folder())
+    from edgekd.models.hf import refuse_remote_code
+
+    folder = model_folder or smollm2_folder()
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=refuse_remote_code(folder, False, "--model"))
 
 
 @llm.command()
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--prompt", required=True, help="text to continue")
-@click.option("--max-new-tokens", default=32, show_default=True)
-@click.option("--max-seq-len", default=256, show_default=True, help="the KV-cache length the artifact was built with")
+@click.option("--max-new-tokens", type=click.IntRange(1, 100_000), default=32, show_default=True)
+@click.option("--max-seq-len", type=click.IntRange(16, 8192), default=256, show_default=True,
+              help="the KV-cache length the artifact was built with")
 @click.option("--model", "model_folder", type=click.Path(path_type=Path), default=None,
               help="HF folder with the tokenizer (default: the cached SmolLM2)")
 @handles_errors
@@ -70,8 +74,9 @@ def generate(artifact, prompt, max_new_tokens, max_seq_len, model_folder):
 @llm.command()
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--corpus", default="austen:prideprejudice", show_default=True)
-@click.option("--tokens", default=512, show_default=True, help="the first N tokens of the corpus")
-@click.option("--max-seq-len", default=256, show_default=True)
+@click.option("--tokens", type=click.IntRange(min=16), default=512, show_default=True,
+              help="the first N tokens of the corpus")
+@click.option("--max-seq-len", type=click.IntRange(16, 8192), default=256, show_default=True)
 @click.option("--model", "model_folder", type=click.Path(path_type=Path), default=None)
 @handles_errors
 def perplexity(artifact, corpus, tokens, max_seq_len, model_folder):

@@ -54,8 +54,9 @@ def convert_gguf(gguf: Path, out_dir: Path, force: bool = False) -> Path:
         raise EdgekdError("GGUF file not found", file=str(gguf))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                                                      trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for unsupported GGUF files
         raise EdgekdError(f"cannot load the GGUF file: {str(exc)[:300]}", file=str(gguf),
                           hint="needs the gguf package; supported architectures: llama, qwen2, ...") from exc
@@ -63,7 +64,7 @@ def convert_gguf(gguf: Path, out_dir: Path, force: bool = False) -> Path:
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)
     config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False)
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
     if missing or unexpected:
@@ -104,19 +105,24 @@ def merge_lora(model, adapter: Path):
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
-def load_causal_lm(folder: Path, lora_adapter: Path | None = None):
-    """(model in fp32 eval mode, tokenizer) from a local HF folder; never touches the hub."""
+def load_causal_lm(folder: Path, lora_adapter: Path | None = None, trust_remote_code: bool = False):
+    """(model in fp32 eval mode, tokenizer) from a local HF folder; never touches the hub, never runs the folder's
+    Python code unless `trust_remote_code` (see edgekd.models.hf.refuse_remote_code)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from edgekd.models.hf import refuse_remote_code
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise EdgekdError("not a Hugging Face model folder (no config.json)", file=str(folder), key="model.source")
+    trust = refuse_remote_code(folder, trust_remote_code)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa")
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa",
+                                                     trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EdgekdError(f"cannot load the causal LM: {str(exc)[:300]}", file=str(folder), key="model.source") from exc
     if lora_adapter:
         model = merge_lora(model, Path(lora_adapter))
@@ -155,7 +161,7 @@ def load_causal_lm_bundle(folder, data_cfg=None, source=None):
     """What edgekd.models.hf hands causal-LM folders to (`model.source: hf:PATH`)."""
     folder = Path(folder).expanduser()
     adapter = (source.kwargs or {}).get("lora_adapter") if source is not None else None
-    model, tokenizer = load_causal_lm(folder, adapter)
+    model, tokenizer = load_causal_lm(folder, adapter, bool(source is not None and source.trust_remote_code))
     return make_bundle(model, tokenizer, folder.name, str(folder))
 
 

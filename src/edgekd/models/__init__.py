@@ -24,7 +24,7 @@ def load_bundle(source: ModelSource, data_cfg: DataConfig, key: str = "model.sou
         factory = builtin.BUILTINS.get(ref)
         if factory is None:
             raise EdgekdError("unknown built-in model", key=key, hint=f"allowed: {', '.join(sorted(builtin.BUILTINS))}")
-        bundle = factory(data_cfg, **source.kwargs)
+        bundle = call_with_kwargs(factory, (data_cfg,), source.kwargs, source.source, key)
     elif scheme == "hf":
         from .hf import load_hf_folder
 
@@ -40,6 +40,37 @@ def load_bundle(source: ModelSource, data_cfg: DataConfig, key: str = "model.sou
     return bundle
 
 
+def call_with_kwargs(fn, args: tuple, kwargs: dict, what: str, key: str):
+    """fn(*args, **kwargs) for a model factory, where a kwargs key the factory does not take, or a value it cannot
+    build with (TypeError/ValueError/RuntimeError while constructing), is one EdgekdError naming model.kwargs."""
+    import inspect
+
+    kw_key = key.rsplit(".", 1)[0] + ".kwargs"
+    bad = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier()]
+    if bad:
+        raise EdgekdError("keys must be Python identifiers", key=kw_key, hint=f"got {bad[:3]!r}")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            takes = [n for n, p in list(signature.parameters.items())[len(args):]
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            raise EdgekdError(f"{what} does not take these arguments: {exc}", key=kw_key,
+                              hint=f"allowed: {', '.join(takes) or 'none'}") from exc
+    try:
+        return fn(*args, **kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        if isinstance(exc, EdgekdError):
+            raise
+        detail = " ".join(str(exc).split())[:200]
+        raise EdgekdError(f"cannot build {what} with {kw_key} {kwargs!r:.120}: {type(exc).__name__}: {detail}",
+                          key=kw_key) from exc
+
+
 def _load_python(ref: str, data_cfg: DataConfig, source: ModelSource, key: str) -> ModelBundle:
     """`py:package.module:function` -> the function returns a ModelBundle (or an nn.Module plus example inputs)."""
     module_name, _, fn_name = ref.rpartition(":")
@@ -49,7 +80,7 @@ def _load_python(ref: str, data_cfg: DataConfig, source: ModelSource, key: str) 
         fn = getattr(importlib.import_module(module_name), fn_name)
     except (ImportError, AttributeError) as exc:
         raise EdgekdError(f"cannot import {ref}: {exc}", key=key) from exc
-    result = fn(**source.kwargs)
+    result = call_with_kwargs(fn, (), source.kwargs, source.source, key)
     if isinstance(result, ModelBundle):
         return result
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module):

@@ -116,8 +116,8 @@ def minilm_l6(data_cfg: DataConfig, layers: int | None = None, task: str = "sent
     from transformers import AutoModel, AutoTokenizer
 
     folder = minilm_folder()
-    encoder = AutoModel.from_pretrained(folder, attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoder = AutoModel.from_pretrained(folder, attn_implementation="eager", trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     name = "minilm_l6"
     if layers is not None:
         if not 1 <= layers <= len(encoder.encoder.layer):
@@ -162,9 +162,9 @@ DigitsCNN = SmallCNN  # the name earlier checkpoints and tests use
 
 def _small_cnn_bundle(name: str, module: nn.Module, size: int, normalize: dict, weights: str | None) -> ModelBundle:
     if weights:
-        from edgekd.models.weights import load_state_dict
+        from edgekd.models.weights import load_into, load_state_dict
 
-        module.load_state_dict(load_state_dict(weights, key="model.kwargs.weights"))
+        load_into(module, load_state_dict(weights, key="model.kwargs.weights"), str(weights), "model.kwargs.weights")
     return ModelBundle(
         name=name, task="image-classification", module=module.eval(),
         example_inputs=(torch.zeros(1, 1, size, size),), input_names=["image"], output_names=["logits"],

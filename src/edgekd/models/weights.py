@@ -28,3 +28,22 @@ def load_state_dict(path: str | Path, key: str = "") -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EdgekdError("not a state dict of tensors", file=str(path), key=key)
     return state
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], file: str, key: str = "") -> None:
+    """module.load_state_dict(state), after naming the first missing, unexpected and mismatched keys with their
+    shapes: a weights file for another architecture or width is a user error, not a RuntimeError traceback."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs the model's {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
+    if parts:
+        raise EdgekdError(f"weights do not fit the model ({'; '.join(parts)})", file=file, key=key,
+                          hint="the weights must come from the same architecture and model.kwargs (width, ...)")
+    module.load_state_dict(state)

@@ -12,19 +12,20 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli import handles_errors
+from edgekd.cli import finite, handles_errors
 
 
 @click.command("sensitivity")
 @click.option("--profile", "-p", required=True, help="device profile name or YAML path (decides int4/fp16 support)")
 @click.option("--recipe", "-r", required=True, type=click.Path(path_type=Path), help="recipe YAML")
 @click.option("--out", "-o", "out_root", default=Path("out"), type=click.Path(path_type=Path), show_default=True)
-@click.option("--samples", type=int, default=None, help="calibration samples per layer (default: the recipe's, 16)")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="calibration samples per layer (default: the recipe's, 16)")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["int8", "int4", "fp16"]),
               help="precision(s) to measure (repeatable; default: int8 + what the backend supports)")
-@click.option("--budget-mb", type=float, default=None,
+@click.option("--budget-mb", type=click.FloatRange(min=0, min_open=True), default=None, callback=finite,
               help="also solve a precision plan under this artifact size (MB) and write precision_plan.json")
-@click.option("--top", type=int, default=20, show_default=True, help="rows of the table to print")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="rows of the table to print")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe or profile key")
 @handles_errors
 def sensitivity(profile, recipe, out_root, samples, precisions, budget_mb, top, overrides):

@@ -9,7 +9,6 @@ loaded by a later run; every exporter reads the same plan so the .pte, the ONNX 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,10 +110,9 @@ class PrecisionPlan:
         path = Path(path)
         if not path.is_file():
             raise EdgekdError("precision plan file not found", file=str(path), key="stages.mixed_precision.plan")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise EdgekdError(f"not valid JSON: {exc}", file=str(path)) from exc
+        from edgekd.config.loading import read_json
+
+        data = read_json(path, key="stages.mixed_precision.plan", what="precision plan", expect=object)
         return cls.from_dict(data, source=str(path))
 
     @classmethod

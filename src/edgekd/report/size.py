@@ -222,11 +222,12 @@ def collect(outs: list[Path]) -> dict[str, Path]:
         manifests = sorted(out.rglob("manifest.json"))
         listed: set[Path] = set()
         for m in manifests:
-            try:
-                manifest = json.loads(m.read_text())
-            except json.JSONDecodeError as exc:
-                raise EdgekdError(f"not valid JSON: {exc.msg}", file=str(m)) from exc
+            from edgekd.config.loading import read_json
+
+            manifest = read_json(m, what="manifest")
             for rec in manifest.get("artifacts") or []:
+                if not isinstance(rec, dict):
+                    raise EdgekdError("artifact entry must be a JSON object", file=str(m), key="artifacts[]")
                 p = Path(rec.get("path", ""))
                 p = p if p.is_absolute() else m.parent / p
                 if p.is_file():
@@ -340,11 +341,10 @@ def read_baseline(path: Path) -> dict:
     if not path.is_file():
         raise EdgekdError("baseline not found", file=str(path), key="--baseline",
                           hint="create it with: edgekd size check --baseline FILE OUT... --update-baseline")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EdgekdError(f"baseline is not valid JSON: {exc.msg} (line {exc.lineno})", file=str(path)) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
+    from edgekd.config.loading import read_json
+
+    data = read_json(path, key="--baseline", what="baseline")
+    if not isinstance(data.get("artifacts"), dict):
         raise EdgekdError("baseline has no 'artifacts' mapping", file=str(path), key="artifacts")
     for key, rec in data["artifacts"].items():
         if not isinstance(rec, dict) or not isinstance(rec.get("bytes"), int):

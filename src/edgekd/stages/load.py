@@ -11,14 +11,20 @@ import torch
 
 from edgekd.context import Context
 from edgekd.data import load_data
+from edgekd.errors import EdgekdError
 from edgekd.models import load_bundle
 
 
 def run(ctx: Context, cfg=None) -> Context:
     torch.manual_seed(ctx.recipe.seed)
-    ctx.model = load_bundle(ctx.recipe.model, ctx.recipe.data, key="model.source")
-    if ctx.recipe.teacher is not None:
-        ctx.teacher = load_bundle(ctx.recipe.teacher, ctx.recipe.data, key="teacher.source")
+    try:
+        ctx.model = load_bundle(ctx.recipe.model, ctx.recipe.data, key="model.source")
+        if ctx.recipe.teacher is not None:
+            ctx.teacher = load_bundle(ctx.recipe.teacher, ctx.recipe.data, key="teacher.source")
+    except EdgekdError as exc:
+        if not exc.file and ctx.recipe_path is not None:  # a key of the recipe: name the recipe file
+            exc.file = str(ctx.recipe_path)
+        raise
     ctx.data = load_data(ctx.recipe.data, ctx.model)
     if ctx.data.calibration.inputs:
         first = ctx.data.calibration.inputs[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import random
 from pathlib import Path
 
@@ -24,7 +25,11 @@ def fingerprint(settings: dict) -> str:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """RNG states as tensors and plain Python values only, so load() can use torch.load(weights_only=True)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -32,8 +37,10 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -46,8 +53,23 @@ def save(folder: Path, state: dict) -> Path:
 
 
 def load(folder: Path) -> dict | None:
+    """The last checkpoint, loaded with weights_only=True: tensors and plain data only, never pickled code.
+
+    A checkpoint is a file in the output folder that anyone with write access there can replace; a full unpickle
+    would run whatever a planted `last.pt` carries (`__reduce__`) before any settings check could refuse it."""
+    from edgekd.errors import EdgekdError
+
     path = Path(folder) / LAST
     if not path.exists():
         return None
-    # Our own file (RNG states and history are Python objects), written by save() above.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError for code, RuntimeError/EOFError for a truncated file
+        reason = (f"is not a readable checkpoint ({type(exc).__name__})" if not isinstance(exc, pickle.UnpicklingError)
+                  else "holds Python objects other than tensors and plain data (refused, nothing in it was run)")
+        raise EdgekdError(f"checkpoint {reason}", file=str(path), key="--resume",
+                          hint="delete it, or rerun without --resume to train from the start") from exc
+    if not isinstance(state, dict):
+        raise EdgekdError("not an edgekd training checkpoint", file=str(path), key="--resume",
+                          hint="delete it, or rerun without --resume to train from the start")
+    return state

@@ -227,7 +227,7 @@ def _train(student, teacher, train, eval_split, cfg, *, task, stage, ckpt_dir, d
         if saved is None:
             notes.append(f"--resume: no checkpoint in {ckpt_dir}, training from the start")
         else:
-            if saved["fingerprint"] != checkpoint.fingerprint(settings):
+            if saved.get("fingerprint") != checkpoint.fingerprint(settings):
                 raise EdgekdError(f"the checkpoint in {ckpt_dir} was made with other training settings",
                                   key=f"stages.{stage}", hint="rerun without --resume to start over")
             student.load_state_dict(saved["model"])
