@@ -69,6 +69,8 @@ def run(ctx: Context, cfg) -> Context:
 
 
 def _gates(artifact, cfg, budget: float | None) -> None:
+    from edgekd.bench.budgets import judge_value
+
     p = artifact.parity
     checks = [("accuracy_drop", p["drop"], budget, "max"),
               ("min_top1_agreement", p.get("top1_agreement"), cfg.min_top1_agreement, "min"),
@@ -76,7 +78,5 @@ def _gates(artifact, cfg, budget: float | None) -> None:
     for metric, value, limit, kind in checks:
         if limit is None or value is None:
             continue
-        ok = value <= limit if kind == "max" else value >= limit
-        artifact.verdicts.append({"metric": metric, "value": value, "limit": limit, "kind": kind,
-                                  "margin": (limit - value) if kind == "max" else (value - limit),
-                                  "status": "pass" if ok else "fail", "basis": p.get("drop_basis", "")})
+        artifact.verdicts.append(judge_value(metric, value, limit, kind, artifact=artifact.name,
+                                             basis=p.get("drop_basis", "")).to_dict())

@@ -1,0 +1,186 @@
+"""`edgekd bench` and `edgekd bench import` on an out/<name> folder: measure (or read a device log), judge, and
+update manifest.json, the JUnit file and report.md together.
+
+Nothing is written until every measurement succeeded (or the log parsed), so a failed run leaves the folder as it
+was. A log imported from the device (trtexec's performance summary, taken on the Jetson by a field engineer) is a
+device measurement like the ssh runner's, stored under artifacts[].bench["import"] with the file it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekd.config.schema import Budgets, Profile, RunnerConfig
+from edgekd.errors import EdgekdError
+
+from .budgets import Verdict, site
+from .core import (DEVICE_RUNTIME, STATE_DIR, Job, effective_threads, judge, make_runner, merge_verdicts,
+                   outcomes_for_plots, run_jobs)
+
+
+def load_manifest(folder: Path) -> dict:
+    path = Path(folder) / "manifest.json"
+    if not Path(folder).is_dir():
+        raise EdgekdError("artifacts folder not found", file=str(folder), key="--artifacts")
+    if not path.is_file():
+        raise EdgekdError("no manifest.json in the artifacts folder", file=str(folder), key="--artifacts",
+                          hint="point --artifacts at an out/<name> folder written by edgekd export")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EdgekdError(f"not valid JSON: {exc.msg} (line {exc.lineno})", file=str(path)) from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
+        raise EdgekdError("manifest has no artifacts list", file=str(path), key="artifacts")
+    return manifest
+
+
+def manifest_budgets(profile: Profile, manifest: dict) -> Budgets:
+    """The profile's budgets with the recipe's overrides (as recorded in the manifest), key by key, like a run."""
+    merged = profile.budgets.model_dump()
+    recipe_budgets = ((manifest.get("recipe") or {}).get("resolved") or {}).get("budgets") or {}
+    merged.update({k: v for k, v in recipe_budgets.items() if v is not None and k in merged})
+    return Budgets(**merged)
+
+
+def jobs_from_manifest(folder: Path, manifest: dict, profile: Profile) -> list[Job]:
+    jobs = []
+    where = str(Path(folder) / "manifest.json")
+    device_runtime = DEVICE_RUNTIME.get(profile.backend)
+    for i, rec in enumerate(manifest["artifacts"]):
+        for key in ("name", "path", "format", "runtime"):
+            if not rec.get(key):
+                raise EdgekdError("artifact entry lacks a required field", file=where, key=f"artifacts[{i}].{key}")
+        path = Path(rec["path"]) if Path(rec["path"]).is_absolute() else Path(folder) / rec["path"]
+        if not path.is_file():
+            raise EdgekdError("artifact file not found", file=str(path), key=f"artifacts[{i}].path")
+        jobs.append(Job(rec["name"], path, rec["format"], rec["runtime"], int(rec.get("bytes") or path.stat().st_size),
+                        rec.get("parity") or {}, bool(rec.get("is_reference")), rec.get("precision", ""),
+                        judged=rec["runtime"] == device_runtime))
+    return jobs
+
+
+@dataclass
+class FolderResult:
+    manifest: dict
+    verdicts: list[dict]  # every verdict now in the manifest (all runners, verify's too)
+    new: list[Verdict]  # what this run judged
+    skipped: list[tuple[str, str]]
+    runner: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def bench_folder(folder: Path, profile: Profile, runner_cfg: RunnerConfig | None = None, *, warmup: int = 5,
+                 runs: int = 30, threads: int | None = None, cores: list[int] | None = None,
+                 junit: Path | None = None, plots: bool = True, progress=None) -> FolderResult:
+    """`edgekd bench`: measure out/NAME's artifacts on one runner, write results and verdicts into its manifest."""
+    folder = Path(folder)
+    manifest = load_manifest(folder)
+    jobs = jobs_from_manifest(folder, manifest, profile)
+    inputs = folder / (manifest.get("inputs") or "inputs.npz")
+    if not inputs.is_file():
+        raise EdgekdError("example inputs not found", file=str(inputs), key="inputs",
+                          hint="edgekd export writes inputs.npz beside the manifest")
+    budgets = manifest_budgets(profile, manifest)
+    cfg = runner_cfg or profile.runner
+    runner = make_runner(cfg, folder / STATE_DIR)
+    n_threads, note = effective_threads(runner.name, threads or profile.threads)
+    where = site(runner.name, cfg.device_is_host, runner.describe(), profile.name)
+    outcomes = run_jobs(jobs, runner, inputs, budgets, warmup, runs, n_threads,
+                        cores if cores is not None else profile.cores, progress, where)
+    # All measurements are in: now (and only now) update the manifest and write the reports.
+    skipped = []
+    for rec, out in zip(manifest["artifacts"], outcomes):
+        if out.skipped:
+            skipped.append((out.job.name, out.skipped))
+            rec.setdefault("bench", {})[runner.name] = {"status": "not run", "reason": out.skipped}
+            continue
+        rec.setdefault("bench", {})[runner.name] = out.result
+        rec["verdicts"] = merge_verdicts(rec.get("verdicts") or [], out.verdicts, runner.name)
+    manifest.setdefault("bench_runs", {})[runner.name] = {
+        "runner": runner.describe(), "profile": profile.name, "warmup": warmup, "runs": runs, "threads": n_threads,
+        "threads_note": note, "profile_threads": threads or profile.threads, "device": where,
+        "cores": cores if cores is not None else profile.cores}
+    files: dict[str, Path] = {}
+    if plots:
+        from edgekd.report.plots_bench import plot_bench
+
+        files.update(plot_bench(outcomes_for_plots(outcomes), budgets, folder, runner.name))
+        manifest.setdefault("plots", {}).update({k: str(Path(v).relative_to(folder)) for k, v in files.items()})
+    new = [v for o in outcomes for v in o.verdicts]
+    return _finish(folder, manifest, budgets, profile, runner.name, runner.describe(), new, skipped, files, junit)
+
+
+def import_log(folder: Path, profile: Profile, log: Path, fmt: str = "trtexec", artifact: str | None = None,
+               junit: Path | None = None) -> FolderResult:
+    """`edgekd bench import`: a benchmark log taken on the device becomes that artifact's device measurement."""
+    from .trtexec import bench_result, parse_trtexec_output
+
+    if fmt != "trtexec":
+        raise EdgekdError("unknown log format", key="--format", hint=f"got {fmt!r}; allowed: trtexec")
+    folder, log = Path(folder), Path(log)
+    manifest = load_manifest(folder)
+    if not log.is_file():
+        raise EdgekdError("log file not found", file=str(log), key="LOG")
+    text = log.read_text(errors="replace")
+    parsed = parse_trtexec_output(text, where=str(log))
+    rec = _import_target(manifest, profile, artifact, folder)
+    budgets = manifest_budgets(profile, manifest)
+    result = bench_result(parsed)
+    device = parsed.get("device") or "device named in no 'Selected Device' line"
+    result["device"] = site("import", False, f"trtexec log {log.name}: {device}, TensorRT "
+                            f"{parsed.get('tensorrt_version', '?')}", profile.name)
+    result["source"] = {"format": fmt, "file": str(log.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                        "command": parsed.get("command")}
+    job = Job(rec["name"], Path(rec["path"]), rec["format"], rec["runtime"], int(rec.get("bytes") or 0),
+              rec.get("parity") or {}, bool(rec.get("is_reference")), rec.get("precision", ""))
+    new = judge(budgets, result, job, "import", device=True)
+    for v in new:
+        if v.metric == "peak_memory_mb":
+            v.basis = result["not_measured"]["peak_rss_mb"]
+    rec.setdefault("bench", {})["import"] = result
+    rec["verdicts"] = merge_verdicts(rec.get("verdicts") or [], new, "import")
+    manifest.setdefault("bench_runs", {})["import"] = {"runner": f"imported {fmt} log {log}", "profile": profile.name,
+                                                       "device": result["device"], "threads": "as on the device"}
+    return _finish(folder, manifest, budgets, profile, "import", f"{fmt} log {log.name}", new, [], {}, junit)
+
+
+def _import_target(manifest: dict, profile: Profile, name: str | None, folder: Path) -> dict:
+    """The artifact a device log belongs to: --artifact NAME, or the one deliverable for the device's runtime."""
+    records = manifest["artifacts"]
+    if name:
+        match = [r for r in records if r.get("name") == name]
+        if not match:
+            raise EdgekdError("no such artifact in the manifest", file=str(folder / "manifest.json"),
+                              key="--artifact", hint=f"got {name!r}; allowed: {', '.join(r['name'] for r in records)}")
+        return match[0]
+    runtime = DEVICE_RUNTIME.get(profile.backend)
+    match = [r for r in records if r.get("runtime") == runtime and not r.get("is_reference")]
+    if len(match) != 1:
+        raise EdgekdError(f"{len(match)} {runtime} artifacts in the manifest; name the one the log measured",
+                          file=str(folder / "manifest.json"), key="--artifact",
+                          hint=f"allowed: {', '.join(r['name'] for r in records)}")
+    return match[0]
+
+
+def _finish(folder: Path, manifest: dict, budgets: Budgets, profile: Profile, runner: str, described: str,
+            new: list[Verdict], skipped: list, files: dict, junit: Path | None) -> FolderResult:
+    """Verdict, manifest.json, report.md and JUnit, all from the updated manifest."""
+    from edgekd.report.atomic import write_json, write_text
+    from edgekd.report.junit import append_github_summary, write_junit
+    from edgekd.report.manifest import finalize, manifest_verdicts
+    from edgekd.report.markdown import render_manifest
+
+    manifest["budgets"] = budgets.model_dump(mode="json")
+    finalize(manifest)
+    junit_path = Path(junit) if junit else folder / f"bench-{runner}.junit.xml"
+    files["junit"] = write_junit(new, junit_path, suite=f"edgekd bench {profile.name} ({runner})")
+    write_json(folder / "manifest.json", manifest)
+    files["report"] = write_text(folder / "report.md", render_manifest(manifest))
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        append_github_summary(new, title=f"edgekd bench: {folder.name} on {profile.name} ({described})",
+                              skipped=skipped)
+    return FolderResult(manifest, manifest_verdicts(manifest), new, skipped, runner, files)
