@@ -13,6 +13,10 @@ from pathlib import Path
 from edgekd.context import Context
 
 
+SHORT = {"speedup vs fp32, same runtime": "speedup vs fp32", "size vs fp32": "size/fp32", "top1 agree": "top1",
+         "first run ms": "1st run ms", "measured on": "measured on"}
+
+
 def print_summary(ctx: Context, folder: Path, quiet: bool = False) -> str:
     """Print the run's table and verdict from folder/manifest.json; returns the overall verdict."""
     manifest = json.loads((Path(folder) / "manifest.json").read_text())
@@ -28,12 +32,13 @@ def print_manifest(manifest: dict, folder: Path, title: str = "") -> None:
 
     from .manifest import manifest_verdicts
 
-    console = Console(width=max(Console().width, 140))  # a truncated artifact name is useless in a CI log
+    console = Console(width=max(Console().width, 240))  # a truncated or folded cell is useless in a CI log
     rows = manifest.get("comparison") or []
-    table = Table(title=title or None)
+    table = Table(title=title or None, caption="speedup: p50 of the fp32 artifact of the same runtime / p50 of this "
+                  "one; host rows are host timings, never judged against the device's budgets")
     for col in (rows[0] if rows else {}):
-        table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision", "measured on") else "right",
-                         overflow="fold")
+        table.add_column(SHORT.get(col, col), overflow="fold", no_wrap=True,
+                         justify="left" if col in ("artifact", "runtime", "precision", "measured on") else "right")
     for row in rows:
         style = "red" if row["verdict"] == "fail" else None
         table.add_row(*[str(v) for v in row.values()], style=style)
