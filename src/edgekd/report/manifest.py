@@ -52,7 +52,8 @@ def _relative(path, root: Path) -> str:
 
 def manifest_verdicts(manifest: dict) -> list[dict]:
     """Every verdict in a manifest, each with its artifact's name."""
-    return [{**v, "artifact": rec["name"]} for rec in manifest.get("artifacts") or [] for v in rec.get("verdicts") or []]
+    return [{**v, "artifact": rec["name"]}
+            for rec in manifest.get("artifacts") or [] for v in rec.get("verdicts") or []]
 
 
 def finalize(manifest: dict) -> dict:
