@@ -79,6 +79,12 @@ def effective_threads(runner_kind: str, threads: int) -> tuple[int, str]:
     return threads, ""
 
 
+def is_judged(runtime: str, details: dict | None, device_runtime: str | None) -> bool:
+    """A deliverable for the device: its runtime is the device's, and it is not a baseline kept for comparison
+    (the PTQ baseline beside a QAT run is measured, never gated)."""
+    return runtime == device_runtime and (details or {}).get("role") != "baseline"
+
+
 @dataclass
 class Job:
     """One artifact to measure and where its results go."""
@@ -224,7 +230,8 @@ def bench_artifacts(ctx, cfg=None):
     inputs = write_inputs(Path(ctx.out_dir) / "inputs.npz", ctx.model.example_inputs, ctx.model.input_names)
     device_runtime = DEVICE_RUNTIME.get(profile.backend)
     jobs = [Job(a.name, Path(a.path), a.format, a.runtime, a.bytes or Path(a.path).stat().st_size, a.parity,
-                a.is_reference, a.precision, judged=a.runtime == device_runtime) for a in ctx.artifacts]
+                a.is_reference, a.precision, judged=is_judged(a.runtime, a.details, device_runtime))
+            for a in ctx.artifacts]
     progress = (lambda _msg: ctx.progress()) if ctx.progress else None
     runner, why_not = stage_runner(profile, state)
     outcomes = None
@@ -277,9 +284,10 @@ def _record(ctx, outcomes: list[Outcome], runner, where: dict, device_runtime: s
                        "it is the baseline of the speedup column")
             continue
         if not out.job.judged:
-            ctx.decide("bench", out.job.name, "measured, not judged",
-                       f"{ctx.profile.name} runs {device_runtime}; this {out.job.runtime} artifact is "
-                       "for portability, and its time here says nothing about the device's budgets")
+            why = (f"{ctx.profile.name} runs {device_runtime}; this {out.job.runtime} artifact is for portability, "
+                   "and its time here says nothing about the device's budgets") if out.job.runtime != device_runtime \
+                else "a baseline kept for comparison, not a deliverable"
+            ctx.decide("bench", out.job.name, "measured, not judged", why)
             continue
         artifact.verdicts = merge_verdicts(artifact.verdicts, out.verdicts, runner.name)
         for v in out.verdicts:

@@ -18,8 +18,8 @@ from edgekd.config.schema import Budgets, Profile, RunnerConfig
 from edgekd.errors import EdgekdError
 
 from .budgets import Verdict, site
-from .core import (DEVICE_RUNTIME, STATE_DIR, Job, effective_threads, judge, make_runner, merge_verdicts,
-                   outcomes_for_plots, run_jobs)
+from .core import (DEVICE_RUNTIME, STATE_DIR, Job, effective_threads, is_judged, judge, make_runner,
+                   merge_verdicts, outcomes_for_plots, run_jobs)
 
 
 def load_manifest(folder: Path) -> dict:
@@ -59,7 +59,7 @@ def jobs_from_manifest(folder: Path, manifest: dict, profile: Profile) -> list[J
             raise EdgekdError("artifact file not found", file=str(path), key=f"artifacts[{i}].path")
         jobs.append(Job(rec["name"], path, rec["format"], rec["runtime"], int(rec.get("bytes") or path.stat().st_size),
                         rec.get("parity") or {}, bool(rec.get("is_reference")), rec.get("precision", ""),
-                        judged=rec["runtime"] == device_runtime))
+                        judged=is_judged(rec["runtime"], rec.get("details"), device_runtime)))
     return jobs
 
 
