@@ -122,3 +122,18 @@ def test_speedup_is_fp32_over_quantized_of_the_same_runtime_and_format():
     add_speedups(outs)
     assert [o.result.get("speedup_vs_fp32") for o in outs] == [None, 2.0, None, 0.5]
     assert "f.pte" in outs[1].result["speedup_basis"]
+
+
+def test_validate_refuses_a_speedup_budget_without_fp32_artifacts(tmp_path):
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nmodel: {source: 'builtin:digits_cnn'}\ndata: {source: 'builtin:digits'}\n"
+                      "stages: {ptq: {}, export: {fp32_reference_artifacts: false}}\n"
+                      "budgets: {min_speedup_vs_fp32: 1.2}\n")
+    result = CliRunner().invoke(main, ["validate", str(recipe)])
+    assert result.exit_code == 2 and "budgets.min_speedup_vs_fp32" in result.output
+    recipe.write_text(recipe.read_text().replace("false", "true"))
+    assert CliRunner().invoke(main, ["validate", str(recipe)]).exit_code == 0

@@ -93,7 +93,7 @@ def bench_command(click_ctx, profile, folder, runner, host, port, user, key, rem
         return
     missing = [name for name, value in (("--profile", profile), ("--artifacts", folder)) if value is None]
     if missing:
-        raise EdgekdError(f"missing option(s) {', '.join(missing)}", key=missing[0],
+        raise EdgekdError(f"missing option(s) {', '.join(missing)}",
                           hint="edgekd bench --profile P --artifacts out/<name> [--runner ssh --host ...]")
     if warmup < 0 or runs < 1 or (threads is not None and threads < 1):
         raise EdgekdError("--warmup must be >= 0, --runs and --threads >= 1")
