@@ -94,7 +94,10 @@ def test_jetson_export_without_a_host_exports_and_leaves_the_device_bench(tmp_pa
     assert "latency_p50_ms" in manifest["missing_budgets"]
     skipped = export(tmp_path, "jetson-orin", "--skip", "bench")
     assert skipped.exit_code == 0 and "verdict: pass" not in skipped.output, skipped.output
-    assert manifest_of(tmp_path)["verdict"] == "unverified"
+    manifest = manifest_of(tmp_path)
+    assert manifest["verdict"] == "unverified" and "latency_p50_ms" in manifest["missing_budgets"]
+    (trt,) = [a for a in manifest["artifacts"] if a["runtime"] == "tensorrt"]  # size needs no device: judged
+    assert [v["status"] for v in trt["verdicts"] if v["metric"] == "artifact_size_mb"] == ["pass"]
     strict = export(tmp_path, "jetson-orin", "--skip", "bench", "--strict")
     assert strict.exit_code == 1, strict.output
 

@@ -235,6 +235,8 @@ def memory_for_budget(runtime: str, process_peak_mb: float, artifact_peak_mb: fl
     return {"value": process_peak_mb, "basis": f"peak RSS of the process that ran the model ({runtime}, "
                                                "without torch)" if not torch_loaded else
             f"peak RSS of the process that ran the model ({runtime}; torch was loaded)"}
+
+
 RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "executorch": "executorch"}
 
 

@@ -65,7 +65,22 @@ def run(ctx: Context, cfg) -> Context:
             artifact.parity["vs_pytorch_quantized"] = {k: vs_pt[k] for k in
                                                        ("cosine_mean", "max_abs_error", "top1_agreement") if k in vs_pt}
         _gates(artifact, cfg, budget)
+    _size_gates(ctx)
     return ctx
+
+
+def _size_gates(ctx: Context) -> None:
+    """The size budget, judged here too: a file's size is the same on every device, so it needs no bench run
+    (`--skip bench` still judges it; a bench run re-judges it with the budgets it is given)."""
+    from edgekd.bench.budgets import MB, judge_value
+    from edgekd.bench.core import DEVICE_RUNTIME, is_judged
+
+    limit = ctx.budgets.artifact_size_mb
+    device_runtime = DEVICE_RUNTIME.get(ctx.profile.backend)
+    for a in ctx.artifacts:
+        if limit is not None and a.bytes and not a.is_reference and is_judged(a.runtime, a.details, device_runtime):
+            a.verdicts.append(judge_value("artifact_size_mb", a.bytes / MB, limit, "max", "MB",
+                                          artifact=a.name).to_dict())
 
 
 def _gates(artifact, cfg, budget: float | None) -> None:
