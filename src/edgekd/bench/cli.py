@@ -148,10 +148,12 @@ def bench_import_command(log, fmt, folder, profile, artifact, junit, strict, ove
 
 
 def print_verdicts(result) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 140))  # names and "not measured" must never be cut to "…"
+    from edgekd.report.console import comparison_table, wide_console
+
+    console = wide_console()  # names and "not measured" must never be cut to "…"
+    console.print(comparison_table(result.manifest, "artifacts (every runner's best measurement)"))
     table = Table(title=f"budgets on the {result.runner} runner")
     for col in ("artifact", "runner", "budget", "value", "limit", "margin", "status"):
         table.add_column(col, justify="right" if col in ("value", "limit", "margin") else "left",

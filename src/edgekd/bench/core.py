@@ -85,6 +85,16 @@ def is_judged(runtime: str, details: dict | None, device_runtime: str | None) ->
     return runtime == device_runtime and (details or {}).get("role") != "baseline"
 
 
+def machine_description(runner) -> str:
+    """What the measuring machine is: this host's CPU and usable cores for the local runner, the board otherwise."""
+    if runner.name != "local":
+        return runner.describe()
+    from .compare import machine_info
+
+    info = machine_info()
+    return f"this host: {info['cpu']}, {info['usable_cpus']} usable cores ({runner.describe()})"
+
+
 @dataclass
 class Job:
     """One artifact to measure and where its results go."""
@@ -237,7 +247,7 @@ def bench_artifacts(ctx, cfg=None):
     outcomes = None
     if runner is not None:
         threads, note = effective_threads(runner.name, profile.threads)
-        where = site(runner.name, profile.runner.device_is_host, runner.describe(), profile.name)
+        where = site(runner.name, profile.runner.device_is_host, machine_description(runner), profile.name)
         try:
             outcomes = run_jobs(jobs, runner, inputs, ctx.budgets, warmup, runs, threads, profile.cores, progress,
                                 where)
@@ -254,7 +264,7 @@ def bench_artifacts(ctx, cfg=None):
                 a.bench[profile.runner.kind] = {"status": "not run", "reason": why_not}
         runner = LocalRunner()
         threads, note = effective_threads("local", profile.threads)
-        where = site("local", False, runner.describe(), profile.name)
+        where = site("local", False, machine_description(runner), profile.name)
         outcomes = run_jobs(jobs, runner, inputs, ctx.budgets, warmup, runs, threads, profile.cores, progress, where)
     if note:
         ctx.decide("bench", "threads", f"{threads} threads", note)

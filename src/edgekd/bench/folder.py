@@ -18,8 +18,8 @@ from edgekd.config.schema import Budgets, Profile, RunnerConfig
 from edgekd.errors import EdgekdError
 
 from .budgets import Verdict, site
-from .core import (DEVICE_RUNTIME, STATE_DIR, Job, effective_threads, is_judged, judge, make_runner,
-                   merge_verdicts, outcomes_for_plots, run_jobs)
+from .core import (DEVICE_RUNTIME, STATE_DIR, Job, effective_threads, is_judged, judge, machine_description,
+                   make_runner, merge_verdicts, outcomes_for_plots, run_jobs)
 
 
 def load_manifest(folder: Path) -> dict:
@@ -88,7 +88,7 @@ def bench_folder(folder: Path, profile: Profile, runner_cfg: RunnerConfig | None
     cfg = runner_cfg or profile.runner
     runner = make_runner(cfg, folder / STATE_DIR)
     n_threads, note = effective_threads(runner.name, threads or profile.threads)
-    where = site(runner.name, cfg.device_is_host, runner.describe(), profile.name)
+    where = site(runner.name, cfg.device_is_host, machine_description(runner), profile.name)
     outcomes = run_jobs(jobs, runner, inputs, budgets, warmup, runs, n_threads,
                         cores if cores is not None else profile.cores, progress, where)
     # All measurements are in: now (and only now) update the manifest and write the reports.
@@ -175,6 +175,9 @@ def _finish(folder: Path, manifest: dict, budgets: Budgets, profile: Profile, ru
     from edgekd.report.markdown import render_manifest
 
     manifest["budgets"] = budgets.model_dump(mode="json")
+    manifest.setdefault("recipe", {"name": folder.name})  # a folder not written by `edgekd export`: name it
+    manifest.setdefault("profile", {"name": profile.name, "backend": profile.backend,
+                                    "resolved": profile.model_dump(mode="json")})
     finalize(manifest)
     junit_path = Path(junit) if junit else folder / f"bench-{runner}.junit.xml"
     files["junit"] = write_junit(new, junit_path, suite=f"edgekd bench {profile.name} ({runner})")

@@ -26,13 +26,10 @@ def print_summary(ctx: Context, folder: Path, quiet: bool = False) -> str:
     return verdict
 
 
-def print_manifest(manifest: dict, folder: Path, title: str = "") -> None:
-    from rich.console import Console
+def comparison_table(manifest: dict, title: str = ""):
+    """The artifacts table (manifest["comparison"]) as a rich Table: fp32 above quantized, per runtime."""
     from rich.table import Table
 
-    from .manifest import manifest_verdicts
-
-    console = Console(width=max(Console().width, 240))  # a truncated or folded cell is useless in a CI log
     rows = manifest.get("comparison") or []
     table = Table(title=title or None, caption="speedup: p50 of the fp32 artifact of the same runtime / p50 of this "
                   "one; host rows are host timings, never judged against the device's budgets")
@@ -40,9 +37,21 @@ def print_manifest(manifest: dict, folder: Path, title: str = "") -> None:
         table.add_column(SHORT.get(col, col), overflow="fold", no_wrap=True,
                          justify="left" if col in ("artifact", "runtime", "precision", "measured on") else "right")
     for row in rows:
-        style = "red" if row["verdict"] == "fail" else None
-        table.add_row(*[str(v) for v in row.values()], style=style)
-    console.print(table)
+        table.add_row(*[str(v) for v in row.values()], style="red" if row["verdict"] == "fail" else None)
+    return table
+
+
+def wide_console():
+    from rich.console import Console
+
+    return Console(width=max(Console().width, 240))  # a truncated or folded cell is useless in a CI log
+
+
+def print_manifest(manifest: dict, folder: Path, title: str = "") -> None:
+    from .manifest import manifest_verdicts
+
+    console = wide_console()
+    console.print(comparison_table(manifest, title))
     verdicts = manifest_verdicts(manifest)
     for v in verdicts:
         if v["status"] == "fail":

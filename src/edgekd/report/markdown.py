@@ -128,7 +128,8 @@ def _bench_lines(manifest: dict) -> str:
                  "device": "on the device (judged)"}.get(where, "")
         threads = info.get("threads")
         note = f" ({info['threads_note']})" if info.get("threads_note") else ""
-        lines.append(f"- {name}: {info.get('runner', '')}, {label}, {threads} threads{note}".replace(", ,", ","))
+        machine = (info.get("device") or {}).get("description") or info.get("runner", "")
+        lines.append(f"- {name}: {machine}, {label}, {threads} threads{note}".replace(", ,", ","))
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -138,14 +139,16 @@ def render_manifest(m: dict) -> str:
     model, metrics = m.get("model") or {}, m.get("metrics") or {}
     data = metrics.get("data") or {}
     verdict = m.get("verdict", "no budgets checked")
-    parts = [f"# edgekd report: {recipe.get('name')} on {profile.get('name')}\n",
-             f"**Verdict: {verdict.upper()}**  \n"
-             + "".join(f"Unverified: {line}  \n" for line in m.get("verdict_notes") or [])
-             + f"Model: {model.get('name')} ({(model.get('parameters') or 0) / 1e6:.2f} M params, "
-             f"{model.get('task')}), source {model.get('source')}  \n"
-             f"Profile: {profile.get('name')} ({profile.get('backend')}, {resolved.get('threads')} threads)  \n"
-             f"Data: {data.get('source')}: calibration {data.get('calibration')} samples "
-             f"({data.get('calibration_from')}), held-out {data.get('eval')} samples ({data.get('eval_from')})\n",
+    header = ("**Verdict: " + verdict.upper() + "**  \n"
+              + "".join(f"Unverified: {line}  \n" for line in m.get("verdict_notes") or []))
+    if model:
+        header += (f"Model: {model.get('name')} ({(model.get('parameters') or 0) / 1e6:.2f} M params, "
+                   f"{model.get('task')}), source {model.get('source')}  \n")
+    header += f"Profile: {profile.get('name')} ({profile.get('backend')}, {resolved.get('threads')} threads)  \n"
+    if data:
+        header += (f"Data: {data.get('source')}: calibration {data.get('calibration')} samples "
+                   f"({data.get('calibration_from')}), held-out {data.get('eval')} samples ({data.get('eval_from')})\n")
+    parts = [f"# edgekd report: {recipe.get('name')} on {profile.get('name')}\n", header,
              "## Artifacts\n", table(m.get("comparison") or artifact_rows(m.get("artifacts") or [])),
              "\nParity is measured in each artifact's own runtime (ExecuTorch runtime, onnxruntime) against the fp32 "
              "PyTorch student on the held-out samples. Speedup vs fp32 = p50 of the fp32 artifact of the same runtime "
