@@ -82,3 +82,27 @@ def test_log_without_summary_or_ambiguous_artifact_is_exit_2_and_changes_nothing
     result = run("--format", "trtexec", LOG, "--artifacts", folder, "--profile", profile, "--artifact", "nope")
     assert result.exit_code == 2 and "no such artifact" in result.output
     assert snapshot(folder) == before
+
+
+def test_executor_runner_log_is_a_device_mean_only(tmp_path):
+    """executor_runner (the adb runner's device binary) prints the total of N executions: the mean is kept as a device
+    measurement, the percentiles the budgets name stay not measured (never guessed), and the verdict unverified."""
+    from tests.bench_support import mlp_pte
+
+    folder = artifacts_folder(tmp_path / "out" / "tiny", mlp_pte(tmp_path / "src" / "mlp.pte"),
+                              {"x": np.ones((1, 32), np.float32)})
+    log = tmp_path / "phone.log"
+    log.write_text("I 00:00:00.001 executorch:executor_runner.cpp:80] Model file mlp.pte is loaded.\n"
+                   "I 00:00:00.250 executorch:executor_runner.cpp:230] Model executed successfully 20 time(s) in "
+                   "123.4 ms.\n")
+    result = run("--format", "executorch", log, "--artifacts", folder, "--profile", "snapdragon865")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (art,) = manifest["artifacts"]
+    assert art["bench"]["import"]["latency_ms"] == {"n": 20, "mean": pytest.approx(6.17)}
+    assert art["bench"]["import"]["device"]["measured_on"] == "device"
+    by_metric = {v["metric"]: v["status"] for v in art["verdicts"]}
+    assert by_metric["latency_p50_ms"] == "not measured" and by_metric["artifact_size_mb"] == "pass"
+    assert manifest["verdict"] == "unverified"
+    wrong = run("--format", "trtexec", LOG, "--artifacts", folder, "--profile", "snapdragon865")
+    assert wrong.exit_code == 2 and "0 tensorrt artifacts" in wrong.output

@@ -119,8 +119,9 @@ def bench_command(click_ctx, profile, folder, runner, host, port, user, key, rem
 
 @bench_command.command("import")
 @click.argument("log", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["trtexec"]), required=True,
-              help="trtexec: the output of trtexec (its performance summary), saved on the device")
+@click.option("--format", "fmt", type=click.Choice(["trtexec", "executorch"]), required=True,
+              help="trtexec: trtexec's output (its performance summary); executorch: executor_runner's output "
+                   "(or a binary printing edgekd's JSON line), saved on the device")
 @click.option("--artifacts", "-a", "folder", required=True, type=click.Path(path_type=Path),
               help="the out/<name> folder the log's artifact came from")
 @click.option("--profile", "-p", required=True, help="device profile the log was taken on (its budgets)")
@@ -128,14 +129,15 @@ def bench_command(click_ctx, profile, folder, runner, host, port, user, key, rem
                                                    "deliverable for the profile's runtime)")
 @click.option("--junit", type=click.Path(path_type=Path), default=None,
               help="JUnit XML path (default: <artifacts>/bench-import.junit.xml)")
-@click.option("--strict", is_flag=True, help="a budget the log does not measure (peak memory) fails too")
+@click.option("--strict", is_flag=True, help="a budget the log does not measure (e.g. peak memory) fails too")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a profile key")
 @handles_errors
 def bench_import_command(log, fmt, folder, profile, artifact, junit, strict, overrides):
     """Bring a benchmark log taken on the device into the manifest, the budget verdicts and report.md.
 
-    The log is a device measurement: its latency is judged against the profile's budgets. trtexec reports no
-    process memory, so peak_memory_mb stays "not measured" (unverified; a failure with --strict).
+    The log is a device measurement: its latency is judged against the profile's budgets. What the log does not
+    report (trtexec: process memory; executor_runner: percentiles and memory) stays "not measured" (unverified; a
+    failure with --strict).
     """
     from edgekd.bench.core import raise_on_failures
     from edgekd.bench.folder import import_log

@@ -114,33 +114,51 @@ def bench_folder(folder: Path, profile: Profile, runner_cfg: RunnerConfig | None
     return _finish(folder, manifest, budgets, profile, runner.name, runner.describe(), new, skipped, files, junit)
 
 
+# log format -> the runtime whose artifact it measures
+LOG_RUNTIME = {"trtexec": "tensorrt", "executorch": "executorch"}
+
+
+def parse_log(fmt: str, text: str, where: str) -> tuple[dict, str]:
+    """A device log as a bench result plus a description of the machine it names.
+
+    trtexec: its performance summary (percentiles; no process memory). executorch: executor_runner's output (the
+    adb runner's parser: an edgekd JSON line if the binary printed one, else the mean of N executions only)."""
+    if fmt == "trtexec":
+        from .trtexec import bench_result, parse_trtexec_output
+
+        parsed = parse_trtexec_output(text, where=where)
+        result = bench_result(parsed)
+        result["source_command"] = parsed.get("command")
+        device = parsed.get("device") or "no 'Selected Device' line"
+        return result, f"{device}, TensorRT {parsed.get('tensorrt_version', '?')}"
+    if fmt == "executorch":
+        from .adb import parse_binary_output
+
+        return parse_binary_output(text, 0, where), "the device the log was taken on (executor_runner)"
+    raise EdgekdError("unknown log format", key="--format", hint=f"got {fmt!r}; allowed: {', '.join(LOG_RUNTIME)}")
+
+
 def import_log(folder: Path, profile: Profile, log: Path, fmt: str = "trtexec", artifact: str | None = None,
                junit: Path | None = None) -> FolderResult:
     """`edgekd bench import`: a benchmark log taken on the device becomes that artifact's device measurement."""
-    from .trtexec import bench_result, parse_trtexec_output
-
-    if fmt != "trtexec":
-        raise EdgekdError("unknown log format", key="--format", hint=f"got {fmt!r}; allowed: trtexec")
     folder, log = Path(folder), Path(log)
+    if fmt not in LOG_RUNTIME:
+        raise EdgekdError("unknown log format", key="--format", hint=f"got {fmt!r}; allowed: {', '.join(LOG_RUNTIME)}")
     manifest = load_manifest(folder)
     if not log.is_file():
         raise EdgekdError("log file not found", file=str(log), key="LOG")
     text = log.read_text(errors="replace")
-    parsed = parse_trtexec_output(text, where=str(log))
-    rec = _import_target(manifest, profile, artifact, folder)
+    result, device = parse_log(fmt, text, str(log))
+    rec = _import_target(manifest, LOG_RUNTIME[fmt], artifact, folder)
     budgets = manifest_budgets(profile, manifest)
-    result = bench_result(parsed)
-    device = parsed.get("device") or "device named in no 'Selected Device' line"
-    result["device"] = site("import", False, f"trtexec log {log.name}: {device}, TensorRT "
-                            f"{parsed.get('tensorrt_version', '?')}", profile.name)
-    result["source"] = {"format": fmt, "file": str(log.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest(),
-                        "command": parsed.get("command")}
+    result["device"] = site("import", False, f"{fmt} log {log.name}: {device}", profile.name)
+    result["source"] = {"format": fmt, "file": str(log.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
     job = Job(rec["name"], Path(rec["path"]), rec["format"], rec["runtime"], int(rec.get("bytes") or 0),
               rec.get("parity") or {}, bool(rec.get("is_reference")), rec.get("precision", ""))
     new = judge(budgets, result, job, "import", device=True)
     for v in new:
-        if v.metric == "peak_memory_mb":
-            v.basis = result["not_measured"]["peak_rss_mb"]
+        if v.value is None and v.status == "not measured":
+            v.basis = f"the {fmt} log does not report it"
     rec.setdefault("bench", {})["import"] = result
     rec["verdicts"] = merge_verdicts(rec.get("verdicts") or [], new, "import")
     manifest.setdefault("bench_runs", {})["import"] = {"runner": f"imported {fmt} log {log}", "profile": profile.name,
@@ -148,21 +166,24 @@ def import_log(folder: Path, profile: Profile, log: Path, fmt: str = "trtexec", 
     return _finish(folder, manifest, budgets, profile, "import", f"{fmt} log {log.name}", new, [], {}, junit)
 
 
-def _import_target(manifest: dict, profile: Profile, name: str | None, folder: Path) -> dict:
-    """The artifact a device log belongs to: --artifact NAME, or the one deliverable for the device's runtime."""
+def _import_target(manifest: dict, runtime: str, name: str | None, folder: Path) -> dict:
+    """The artifact a device log belongs to: --artifact NAME, or the one deliverable of the log's runtime."""
     records = manifest["artifacts"]
+    where = str(folder / "manifest.json")
     if name:
         match = [r for r in records if r.get("name") == name]
         if not match:
-            raise EdgekdError("no such artifact in the manifest", file=str(folder / "manifest.json"),
-                              key="--artifact", hint=f"got {name!r}; allowed: {', '.join(r['name'] for r in records)}")
+            raise EdgekdError("no such artifact in the manifest", file=where, key="--artifact",
+                              hint=f"got {name!r}; allowed: {', '.join(r['name'] for r in records)}")
+        if match[0].get("runtime") != runtime:
+            raise EdgekdError(f"this log measures a {runtime} artifact, {name} is {match[0].get('runtime')}",
+                              file=where, key="--artifact")
         return match[0]
-    runtime = DEVICE_RUNTIME.get(profile.backend)
-    match = [r for r in records if r.get("runtime") == runtime and not r.get("is_reference")]
+    match = [r for r in records if r.get("runtime") == runtime and not r.get("is_reference")
+             and (r.get("details") or {}).get("role") != "baseline"]
     if len(match) != 1:
         raise EdgekdError(f"{len(match)} {runtime} artifacts in the manifest; name the one the log measured",
-                          file=str(folder / "manifest.json"), key="--artifact",
-                          hint=f"allowed: {', '.join(r['name'] for r in records)}")
+                          file=where, key="--artifact", hint=f"allowed: {', '.join(r['name'] for r in records)}")
     return match[0]
 
 
