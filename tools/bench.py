@@ -345,8 +345,8 @@ def render(info, threads, batch, args, rows, exports, png, timing_s, total, thre
         f"Every row on this CPU with {threads} threads; {args.runs} timed runs per candidate and batch after "
         f"{args.warmup} warm-up runs per child process, interleaved over {args.rounds} rounds (round-robin, rotated "
         f"start); each measurement in a fresh process (peak RSS = that process's VmHWM; load = file to ready "
-        f"session, or weights to module for eager). p50/p90 in ms; ratio to eager = p50 / PyTorch eager fp32 p50 at the "
-        f"same batch (eager runs with OMP_WAIT_POLICY=PASSIVE, see edgekd/bench/eager.py). Parity to eager fp32 on held-out real data (EfficientNet: top-1 agreement on photo crops "
+        f"session, or weights to module for eager). p50/p90 in ms; ratio to eager = p50 / PyTorch eager fp32 p50 at "
+        f"the same batch (eager runs with OMP_WAIT_POLICY=PASSIVE, see edgekd/bench/eager.py). Parity to eager fp32 on held-out real data (EfficientNet: top-1 agreement on photo crops "
         f"disjoint from calibration; MiniLM: cosine of sentence embeddings on real sentences), in onnxruntime's "
         f"default session. Bold rows are produced by `edgekd export`.",
         "",
