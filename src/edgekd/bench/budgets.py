@@ -190,5 +190,6 @@ def unverified_reasons(verdicts: list[dict], missing: list[str] | tuple = ()) ->
     if unmeasured:
         lines.append(f"{', '.join(unmeasured)}: not measured (the runner reported no value)")
     if missing:
-        lines.append(f"{', '.join(missing)}: no measurement at all (bench not run)")
+        lines.append(f"{', '.join(missing)}: no measurement of the device's artifact (bench not run, or its "
+                     "runtime is not on this host)")
     return lines

@@ -62,6 +62,7 @@ def print_manifest(manifest: dict, folder: Path, title: str = "") -> None:
     for line in manifest.get("verdict_notes") or []:
         console.print(f"[yellow]unverified[/yellow] {line}", highlight=False)
     judged = sum(1 for v in verdicts if v["status"] in ("pass", "fail"))
+    open_checks = len(verdicts) - judged + len(manifest.get("missing_budgets") or [])
     colour = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
-    console.print(f"[{colour}]verdict: {verdict}[/{colour}]  ({judged} of {len(verdicts)} budget checks judged)  "
-                  f"-> {folder}/report.md", highlight=False)
+    console.print(f"[{colour}]verdict: {verdict}[/{colour}]  ({judged} budget checks judged, {open_checks} "
+                  f"unverified)  -> {folder}/report.md", highlight=False)

@@ -68,6 +68,9 @@ def finalize(manifest: dict) -> dict:
     manifest["verdict"] = overall_verdict(verdicts, missing)
     manifest["verdict_notes"] = unverified_reasons(verdicts, missing) if manifest["verdict"] == UNVERIFIED else []
     manifest["missing_budgets"] = missing
-    manifest["comparison"] = artifact_rows(manifest.get("artifacts") or [])
+    from edgekd.bench.core import DEVICE_RUNTIME
+
+    backend = (manifest.get("profile") or {}).get("backend")
+    manifest["comparison"] = artifact_rows(manifest.get("artifacts") or [], missing, DEVICE_RUNTIME.get(backend))
     return manifest
 

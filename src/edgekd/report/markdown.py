@@ -53,17 +53,26 @@ def _speedup(record: dict, result: dict, artifacts: list[dict]) -> str:
     return "no fp32 artifact" if partner is None and result else "-"
 
 
-def artifact_verdict(record: dict) -> str:
+def _deliverable(record: dict, device_runtime: str | None) -> bool:
+    return (record.get("runtime") == device_runtime and not record.get("is_reference")
+            and (record.get("details") or {}).get("role") != "baseline")
+
+
+def artifact_verdict(record: dict, open_budgets: list[str] | tuple = ()) -> str:
     statuses = {v.get("status") for v in record.get("verdicts") or []}
     if "fail" in statuses:
         return "fail"
-    if statuses & {"not measured", "not measured on the device"}:
+    if open_budgets or statuses & {"not measured", "not measured on the device"}:
         return "unverified"
     return "pass" if statuses else "-"
 
 
-def artifact_rows(artifacts: list[dict]) -> list[dict]:
-    """One row per artifact (manifest records), fp32 beside its quantized siblings; columns empty everywhere go."""
+def artifact_rows(artifacts: list[dict], open_budgets: list[str] | tuple = (), device_runtime: str | None = None,
+                  ) -> list[dict]:
+    """One row per artifact (manifest records), fp32 beside its quantized siblings; columns empty everywhere go.
+
+    open_budgets: budgets no verdict speaks to; the device's deliverables (device_runtime, not references or
+    baselines) are then unverified whatever their own verdicts say."""
     rows = []
     for a in ordered(artifacts):
         base = next((x.get("bytes") for x in artifacts if x.get("format") == a.get("format")
@@ -83,7 +92,7 @@ def artifact_rows(artifacts: list[dict]) -> list[dict]:
             "peak MB": _fmt(peak, 4) if peak is not None else ("n/m" if b else "-"),
             "measured on": f"{where['measured_on']} ({where.get('runner', '')})" if where else (
                 "device (import)" if b.get("source") else "-"),
-            "verdict": artifact_verdict(a),
+            "verdict": artifact_verdict(a, open_budgets if _deliverable(a, device_runtime) else ()),
         })
     keep = [k for k in (rows[0] if rows else {}) if k in ("artifact", "verdict") or any(r[k] != "-" for r in rows)]
     return [{k: r[k] for k in keep} for r in rows]
