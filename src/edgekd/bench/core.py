@@ -275,7 +275,8 @@ def bench_artifacts(ctx, cfg=None):
     try:
         from edgekd.report.plots_bench import plot_bench
 
-        ctx.plots.update(plot_bench(outcomes_for_plots(outcomes), ctx.budgets, Path(ctx.out_dir), runner.name))
+        ctx.plots.update(plot_bench(outcomes_for_plots(outcomes), plot_budgets(ctx.budgets, where),
+                                    Path(ctx.out_dir), runner.name))
     except ImportError as exc:  # matplotlib is a dependency; a broken install is recorded, not fatal
         ctx.decide("bench", "plots", "not drawn", f"matplotlib unavailable: {exc}")
     return ctx
@@ -308,6 +309,13 @@ def _record(ctx, outcomes: list[Outcome], runner, where: dict, device_runtime: s
         ctx.decide("bench", "latency and memory", "host timings, not judged",
                    f"measured on this host ({where['description']}), not on the {ctx.profile.name} device; "
                    + device_bench_hint(ctx.profile))
+
+
+def plot_budgets(budgets: Budgets, where: dict) -> Budgets:
+    """The budget lines a plot draws: a host run's latency is not set against the device's latency budget."""
+    if where.get("measured_on") == "device":
+        return budgets
+    return Budgets(artifact_size_mb=budgets.artifact_size_mb)
 
 
 def outcomes_for_plots(outcomes: list[Outcome]) -> list[dict]:

@@ -19,7 +19,7 @@ from edgekd.errors import EdgekdError
 
 from .budgets import Verdict, site
 from .core import (DEVICE_RUNTIME, STATE_DIR, Job, effective_threads, is_judged, judge, machine_description,
-                   make_runner, merge_verdicts, outcomes_for_plots, run_jobs)
+                   make_runner, merge_verdicts, outcomes_for_plots, plot_budgets, run_jobs)
 
 
 def load_manifest(folder: Path) -> dict:
@@ -108,7 +108,7 @@ def bench_folder(folder: Path, profile: Profile, runner_cfg: RunnerConfig | None
     if plots:
         from edgekd.report.plots_bench import plot_bench
 
-        files.update(plot_bench(outcomes_for_plots(outcomes), budgets, folder, runner.name))
+        files.update(plot_bench(outcomes_for_plots(outcomes), plot_budgets(budgets, where), folder, runner.name))
         manifest.setdefault("plots", {}).update({k: str(Path(v).relative_to(folder)) for k, v in files.items()})
     new = [v for o in outcomes for v in o.verdicts]
     return _finish(folder, manifest, budgets, profile, runner.name, runner.describe(), new, skipped, files, junit)
