@@ -135,10 +135,10 @@ def _bench_lines(manifest: dict) -> str:
         where = (info.get("device") or {}).get("measured_on", "")
         label = {"host": "host timings (this host is not the device: reported, not judged)",
                  "device": "on the device (judged)"}.get(where, "")
-        threads = info.get("threads")
+        threads = f", {info['threads']} threads" if isinstance(info.get("threads"), int) else ""
         note = f" ({info['threads_note']})" if info.get("threads_note") else ""
         machine = (info.get("device") or {}).get("description") or info.get("runner", "")
-        lines.append(f"- {name}: {machine}, {label}, {threads} threads{note}".replace(", ,", ","))
+        lines.append(f"- {name}: {machine}, {label}{threads}{note}".replace(", ,", ","))
     return "\n".join(lines) + "\n" if lines else ""
 
 
