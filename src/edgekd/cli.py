@@ -144,8 +144,9 @@ def main(debug: bool) -> None:
 @click.option("--skip", multiple=True, help="stage to skip (repeatable), e.g. --skip bench")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a recipe key (stages.bench.runs=10) or a profile key (profile.threads=2)")
+@click.option("--strict", is_flag=True, help="exit 1 when a budget is unverified (not measured on the device)")
 @handles_errors
-def export(profile, recipe, out_root, force, resume, device, skip, overrides):
+def export(profile, recipe, out_root, force, resume, device, skip, overrides, strict):
     """Run a recipe for a device profile: stages, artifacts, verification, benchmark, verdict."""
     import signal
 
@@ -156,7 +157,7 @@ def export(profile, recipe, out_root, force, resume, device, skip, overrides):
 
     signal.signal(signal.SIGTERM, _terminated)
     code = export_run(recipe or DEFAULT_RECIPE, profile, out_root, force=force, resume=resume, device=device,
-                      skip=tuple(skip), overrides=list(overrides))
+                      skip=tuple(skip), overrides=list(overrides), strict=strict)
     sys.exit(code)
 
 

@@ -23,7 +23,8 @@ DEFAULT_RECIPE = PROJECT_ROOT / "recipes" / "efficientnet_lite0" / "ptq_int8.yam
 
 
 def export_run(recipe_path: str | Path, profile: str, out_root: Path, *, force: bool = False, resume: bool = False,
-               device: str = "cpu", skip: tuple[str, ...] = (), overrides: list[str] = (), quiet: bool = False) -> int:
+               device: str = "cpu", skip: tuple[str, ...] = (), overrides: list[str] = (), quiet: bool = False,
+               strict: bool = False) -> int:
     recipe, prof, recipe_file, profile_file = load_recipe_and_profile(recipe_path, profile, list(overrides))
     if _worker_rank() > 0:
         return _train_as_worker(recipe, prof, recipe_file, profile_file, Path(out_root), device, skip, resume)
@@ -62,7 +63,9 @@ def export_run(recipe_path: str | Path, profile: str, out_root: Path, *, force: 
     from edgekd.report.console import print_summary
 
     verdict = print_summary(ctx, final, quiet=quiet)
-    return EXIT_GATE_FAILED if verdict == "fail" else EXIT_OK
+    # unverified (a device budget measured only on this host, or not at all) is exit 0 with its reason printed,
+    # and a failure under --strict
+    return EXIT_GATE_FAILED if verdict == "fail" or (strict and verdict == "unverified") else EXIT_OK
 
 
 def _worker_rank() -> int:

@@ -45,7 +45,10 @@ def test_efficientnet_lite0_pte_is_small_and_agrees_with_fp32(tmp_path):
     onnx = [a for a in manifest["artifacts"] if a["format"] == "onnx" and not a["is_reference"]]
     assert onnx and onnx[0]["parity"]["samples"] >= 64
     assert quantized["bench"]["local"]["latency_ms"]["p50"] > 0
-    assert "artifact" in proc.stdout and "verdict: pass" in proc.stdout
+    # this host is not the phone: its timings are kept as host timings and the verdict is unverified (issue 16)
+    assert "artifact" in proc.stdout and "verdict: unverified" in proc.stdout
+    latency = [v for v in quantized["verdicts"] if v["metric"] == "latency_p50_ms"]
+    assert latency and latency[0]["status"] == "not measured on the device" and latency[0]["host_value"] > 0
     assert (folder / "report.md").read_text().count("|") > 20
 
 

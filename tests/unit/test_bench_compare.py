@@ -49,7 +49,8 @@ def test_interleaved_real_onnx_children_pool_rounds_and_render_table(tmp_path):
                      parity={"reference": True}, baseline=True)
     other = Candidate("m/big", "tiny", "big fp32", "onnxruntime", big, big.stat().st_size,
                       inputs={1: _inputs(tmp_path / "b1.npz", 1, 256)}, unsupported={4: "static batch 1"},
-                      parity={"samples": 3, "cosine_mean": 0.99, "cosine_min": 0.98}, edgekd=True)
+                      parity={"samples": 3, "cosine_mean": 0.99, "cosine_min": 0.98}, edgekd=True,
+                      fp32_key="m/small")  # stands in for "the fp32 artifact of the same runtime"
     calls = []
     real = child_measure(threads=1)
 
@@ -69,12 +70,18 @@ def test_interleaved_real_onnx_children_pool_rounds_and_render_table(tmp_path):
     assert small_row["batches"][1]["ratio"] == pytest.approx(1.0)
     ratio = big_row["batches"][1]["ratio"]
     assert ratio == pytest.approx(big_row["batches"][1]["latency_ms"]["p50"] / small_row["batches"][1]["latency_ms"]["p50"])
+    speedup = big_row["batches"][1]["speedup_vs_fp32"]
+    small_p50, big_p50 = (r["batches"][1]["latency_ms"]["p50"] for r in (small_row, big_row))
+    assert speedup == pytest.approx(small_p50 / big_p50)
+    assert "speedup_vs_fp32" not in small_row["batches"][1]  # the fp32 row is the baseline, not compared
     assert big_row["batches"][4] == {"ok": False, "na": "static batch 1"}
+    assert big_row["first_run_ms"] > 0
     assert big_row["peak_rss_mb"] > 0 and big_row["load_ms"] > 0
     table = markdown_table(rows, [1, 4])
     lines = table.splitlines()
     assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == lines[3].count("|")
     assert "n/a (static batch 1)" in lines[3] and "**big fp32**" in lines[3] and f"{ratio:.2f}x" in lines[3]
+    assert "b1 speedup vs fp32, same runtime" in lines[0] and f"| {speedup:.2f}x |" in lines[3]
     assert "reference" in lines[2] and "cos 0.9900" in lines[3]
 
 

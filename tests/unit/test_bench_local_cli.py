@@ -35,7 +35,10 @@ def test_loose_budgets_pass_and_results_land_in_the_manifest(folder, tmp_path):
     assert local["ok"] and local["runs"] == 5 and local["peak_rss_mb"] > 0
     statuses = {v["metric"]: v["status"] for v in art["verdicts"]}
     assert statuses == {"latency_p50_ms": "pass", "latency_p90_ms": "pass", "peak_memory_mb": "pass",
-                        "artifact_size_mb": "pass"}
+                        "artifact_size_mb": "pass", "accuracy_drop": "pass"}
+    # x86-cpu declares runner.device_is_host: this host's numbers are the device's and are judged
+    assert local["device"] == {**local["device"], "measured_on": "device", "runner": "local"}
+    assert {v["measured_on"] for v in art["verdicts"] if v["metric"].startswith("latency")} == {"device"}
     assert manifest["verdict"] == "pass" and manifest["bench_runs"]["local"]["runs"] == 5
     # JUnit: one test case per budget verdict, none failed
     suite = ET.parse(folder / "bench-local.junit.xml").getroot().find("testsuite")

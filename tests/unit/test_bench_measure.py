@@ -58,6 +58,11 @@ def test_script_measures_a_real_model_pinned(onnx_case):
     assert result["model_peak_mb"] == pytest.approx(result["peak_rss_mb"] - mem["before_load"]["peak_rss_mb"],
                                                     abs=1e-3)
     assert result["load_ms"] > 0 and result["latency_ms"]["p50"] > 0
+    # load (file to ready session) apart from the import of the runtime and from the cold first run
+    assert result["import_ms"] > 0 and result["first_run_ms"] > 0 and "InferenceSession" in result["load_basis"]
+    # onnxruntime's own process, without torch: the number a memory budget may use
+    assert not result["process_imports_torch"]
+    assert result["memory_for_budget"]["value"] == result["peak_rss_mb"]
 
 
 def test_script_reports_missing_runtime_in_one_json_line(onnx_case, tmp_path):

@@ -50,9 +50,9 @@ def _cores(text: str | None) -> list[int] | None:
         raise EdgekdError("--cores must be comma-separated CPU ids", key="--cores", hint=repr(text)) from exc
 
 
-@click.command("bench")
-@click.option("--profile", "-p", required=True, help="device profile name or YAML path (budgets, runner, threads)")
-@click.option("--artifacts", "-a", "folder", required=True, type=click.Path(path_type=Path),
+@click.group("bench", invoke_without_command=True)
+@click.option("--profile", "-p", default=None, help="device profile name or YAML path (budgets, runner, threads)")
+@click.option("--artifacts", "-a", "folder", default=None, type=click.Path(path_type=Path),
               help="an out/<name> folder with manifest.json and inputs.npz")
 @click.option("--runner", type=click.Choice(["local", "ssh", "adb"]), default=None,
               help="default: the profile's runner.kind")
@@ -71,18 +71,30 @@ def _cores(text: str | None) -> list[int] | None:
 @click.option("--junit", type=click.Path(path_type=Path), default=None,
               help="JUnit XML path (default: <artifacts>/bench-<runner>.junit.xml)")
 @click.option("--no-plots", is_flag=True, help="do not draw the latency/size plots")
-@click.option("--strict", is_flag=True, help="a budget that could not be measured fails too")
+@click.option("--strict", is_flag=True,
+              help="a budget that could not be measured, or was measured only on this host, fails too")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a profile key")
+@click.pass_context
 @handles_errors
-def bench_command(profile, folder, runner, host, port, user, key, remote_python, remote_dir, serial, binary, warmup,
-                  runs, threads, cores, junit, no_plots, strict, overrides):
+def bench_command(click_ctx, profile, folder, runner, host, port, user, key, remote_python, remote_dir, serial, binary,
+                  warmup, runs, threads, cores, junit, no_plots, strict, overrides):
     """Benchmark an artifacts folder on a runner (local, ssh, adb) and judge it against the profile's budgets.
 
-    Results go into the folder's manifest.json under artifacts[].bench[<runner>], beside other runners' results.
-    Exit 0: every budget met; 1: a budget violated (named with its margin); 2: bad input or runner error.
+    Results go into the folder's manifest.json under artifacts[].bench[<runner>], beside other runners' results,
+    and report.md is rewritten. Latency and memory are judged only when measured on the profile's device (ssh, adb,
+    or local when the profile sets runner.device_is_host); host timings are kept and the verdict says unverified.
+    Exit 0: every budget met or unverified; 1: a budget violated (or unverified, with --strict); 2: bad input or
+    runner error. `edgekd bench import` brings a log taken on the device instead.
     """
-    from edgekd.bench.core import bench_folder, raise_on_failures
+    from edgekd.bench.core import raise_on_failures
+    from edgekd.bench.folder import bench_folder
 
+    if click_ctx.invoked_subcommand is not None:
+        return
+    missing = [name for name, value in (("--profile", profile), ("--artifacts", folder)) if value is None]
+    if missing:
+        raise EdgekdError(f"missing option(s) {', '.join(missing)}",
+                          hint="edgekd bench --profile P --artifacts out/<name> [--runner ssh --host ...]")
     if warmup < 0 or runs < 1 or (threads is not None and threads < 1):
         raise EdgekdError("--warmup must be >= 0, --runs and --threads >= 1")
     prof = load_profile(profile, list(overrides))
@@ -105,11 +117,45 @@ def bench_command(profile, folder, runner, host, port, user, key, remote_python,
     sys.exit(EXIT_OK)
 
 
+@bench_command.command("import")
+@click.argument("log", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["trtexec", "executorch"]), required=True,
+              help="trtexec: trtexec's output (its performance summary); executorch: executor_runner's output "
+                   "(or a binary printing edgekd's JSON line), saved on the device")
+@click.option("--artifacts", "-a", "folder", required=True, type=click.Path(path_type=Path),
+              help="the out/<name> folder the log's artifact came from")
+@click.option("--profile", "-p", required=True, help="device profile the log was taken on (its budgets)")
+@click.option("--artifact", default=None, help="manifest name of the measured artifact (default: the only "
+                                                   "deliverable for the profile's runtime)")
+@click.option("--junit", type=click.Path(path_type=Path), default=None,
+              help="JUnit XML path (default: <artifacts>/bench-import.junit.xml)")
+@click.option("--strict", is_flag=True, help="a budget the log does not measure (e.g. peak memory) fails too")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a profile key")
+@handles_errors
+def bench_import_command(log, fmt, folder, profile, artifact, junit, strict, overrides):
+    """Bring a benchmark log taken on the device into the manifest, the budget verdicts and report.md.
+
+    The log is a device measurement: its latency is judged against the profile's budgets. What the log does not
+    report (trtexec: process memory; executor_runner: percentiles and memory) stays "not measured" (unverified; a
+    failure with --strict).
+    """
+    from edgekd.bench.core import raise_on_failures
+    from edgekd.bench.folder import import_log
+
+    prof = load_profile(profile, list(overrides))
+    result = import_log(folder, prof, log, fmt, artifact, junit)
+    print_verdicts(result)
+    raise_on_failures(result.new, strict=strict)
+    sys.exit(EXIT_OK)
+
+
 def print_verdicts(result) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 140))  # names and "not measured" must never be cut to "…"
+    from edgekd.report.console import comparison_table, wide_console
+
+    console = wide_console()  # names and "not measured" must never be cut to "…"
+    console.print(comparison_table(result.manifest, "artifacts (every runner's best measurement)"))
     table = Table(title=f"budgets on the {result.runner} runner")
     for col in ("artifact", "runner", "budget", "value", "limit", "margin", "status"):
         table.add_column(col, justify="right" if col in ("value", "limit", "margin") else "left",
@@ -117,7 +163,8 @@ def print_verdicts(result) -> None:
     style = {"pass": "green", "fail": "red"}
     for v in result.new:
         unit = f" {v.unit}" if v.unit else ""
-        value = "-" if v.value is None else f"{v.value:.4g}{unit}"
+        value = (f"host {v.host_value:.4g}{unit}" if v.host_value is not None else "-") if v.value is None else \
+            f"{v.value:.4g}{unit}"
         margin = "-" if v.margin is None else f"{v.margin:+.4g}{unit} ({v.margin_pct:+.1f}%)"
         table.add_row(v.artifact, v.runner or "-", v.metric, value, f"{v.limit:.4g}{unit}", margin,
                       f"[{style.get(v.status, 'yellow')}]{v.status}[/]")
@@ -127,6 +174,9 @@ def print_verdicts(result) -> None:
     for v in result.new:
         if v.status == "fail":
             console.print(f"[red]FAIL[/] {v.artifact} [{v.runner or 'size'}]: {v.line()}")
+    for line in result.manifest.get("verdict_notes") or []:
+        console.print(f"[yellow]unverified[/] {line}", highlight=False)
+    console.print(f"verdict: {result.manifest.get('verdict')}", highlight=False)
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
 

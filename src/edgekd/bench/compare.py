@@ -39,6 +39,8 @@ class Candidate:
     parity: dict | None = None     # from edgekd.parity.compare, or {"error": ...}
     baseline: bool = False         # PyTorch eager fp32: ratios are relative to it
     edgekd: bool = False           # produced by `edgekd export`
+    fp32_key: str | None = None    # the fp32 artifact of the same runtime: the "speedup vs fp32" column's baseline
+    pooled: bool = False           # token embeddings out: mean-pooled over the mask for parity (a HF ONNX export)
 
 
 MeasureFn = Callable[[Candidate, int, int, int], dict]  # (candidate, batch, warmup, runs) -> measure.py's JSON
@@ -85,7 +87,11 @@ def pool(rounds: list[dict]) -> dict:
     if not ok:
         return {"ok": False, "error": next((r.get("error") for r in rounds if r.get("error")), "no result")}
     samples = [s for r in ok for s in r["latency_ms"]["samples"]]
+    first = [r["first_run_ms"] for r in ok if r.get("first_run_ms") is not None]
+    imports = [r["import_ms"] for r in ok if r.get("import_ms") is not None]
     return {"ok": True, "latency_ms": summarize(samples), "load_ms": statistics.median(r["load_ms"] for r in ok),
+            "first_run_ms": statistics.median(first) if first else None,
+            "import_ms": statistics.median(imports) if imports else None,
             "peak_rss_mb": max(r["peak_rss_mb"] for r in ok), "rounds": len(ok), "failed_rounds": len(rounds) - len(ok),
             "pin_note": ok[0].get("pin_note")}
 
@@ -107,7 +113,13 @@ def build_rows(candidates: list[Candidate], results: dict, batch_sizes: list[int
             ref = pooled.get((base.key, batch)) if base else None
             if stats.get("ok") and ref and ref.get("ok"):
                 stats["ratio"] = stats["latency_ms"]["p50"] / ref["latency_ms"]["p50"]
+            fp32 = pooled.get((cand.fp32_key, batch)) if cand.fp32_key else None
+            if stats.get("ok") and fp32 and fp32.get("ok"):
+                stats["speedup_vs_fp32"] = fp32["latency_ms"]["p50"] / stats["latency_ms"]["p50"]
             row["batches"][batch] = stats
+        row["fp32_key"] = cand.fp32_key
+        firsts = [b["first_run_ms"] for b in row["batches"].values() if b.get("ok") and b.get("first_run_ms")]
+        row["first_run_ms"] = statistics.median(firsts) if firsts else None
         loads = [b["load_ms"] for b in row["batches"].values() if b.get("ok")]
         peaks = [b["peak_rss_mb"] for b in row["batches"].values() if b.get("ok")]
         row["load_ms"] = statistics.median(loads) if loads else None
@@ -129,28 +141,32 @@ def parity_text(parity: dict | None) -> str:
     return f"cos {parity['cosine_mean']:.4f} (min {parity['cosine_min']:.3f}, n={parity['samples']})"
 
 
-def _cell(stats: dict) -> tuple[str, str]:
+def _cell(stats: dict, has_fp32: bool) -> tuple[str, str, str]:
+    """(p50 / p90, speedup vs the fp32 artifact of the same runtime, ratio to eager fp32) for one batch size."""
     if stats.get("ok"):
         lat = stats["latency_ms"]
         ratio = f"{stats['ratio']:.2f}x" if "ratio" in stats else "n/a"
-        return f"{lat['p50']:.2f} / {lat['p90']:.2f}", ratio
+        speed = f"{stats['speedup_vs_fp32']:.2f}x" if "speedup_vs_fp32" in stats else ("n/a" if has_fp32 else "-")
+        return f"{lat['p50']:.2f} / {lat['p90']:.2f}", speed, ratio
     if "na" in stats:
-        return f"n/a ({stats['na']})", "n/a"
-    return f"failed: {str(stats.get('error', ''))[:80]}", "n/a"
+        return f"n/a ({stats['na']})", "n/a", "n/a"
+    return f"failed: {str(stats.get('error', ''))[:80]}", "n/a", "n/a"
 
 
 def markdown_table(rows: list[dict], batch_sizes: list[int]) -> str:
-    head = ["model", "candidate", "MB", "load ms"]
+    """One row per candidate; each runtime's fp32 artifact is the row its quantized artifacts' speedup refers to."""
+    head = ["model", "candidate", "MB", "load ms", "1st run ms"]
     for b in batch_sizes:
-        head += [f"b{b} p50 / p90 ms", f"b{b} ratio"]
+        head += [f"b{b} p50 / p90 ms", f"b{b} speedup vs fp32, same runtime", f"b{b} ratio to eager"]
     head += ["peak RSS MB", "parity to fp32"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         label = f"**{row['label']}**" if row["edgekd"] else row["label"]
         cells = [row["model"], label, f"{row['bytes'] / MB:.2f}" if row["bytes"] else "-",
-                 f"{row['load_ms']:.0f}" if row["load_ms"] is not None else "-"]
+                 f"{row['load_ms']:.0f}" if row["load_ms"] is not None else "-",
+                 f"{row['first_run_ms']:.1f}" if row.get("first_run_ms") is not None else "-"]
         for b in batch_sizes:
-            cells += list(_cell(row["batches"][b]))
+            cells += list(_cell(row["batches"][b], bool(row.get("fp32_key"))))
         cells += [f"{row['peak_rss_mb']:.0f}" if row["peak_rss_mb"] is not None else "-", parity_text(row["parity"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -217,6 +217,8 @@ class Budgets(Strict):
     prefill_tokens_per_s: float | None = Field(default=None, gt=0)
     decode_tokens_per_s: float | None = Field(default=None, gt=0)
     perplexity_increase: float | None = Field(default=None, ge=0)
+    # fp32 p50 / quantized p50 of the same runtime, both measured on the device: quantizing must pay off in speed.
+    min_speedup_vs_fp32: float | None = Field(default=None, gt=0)
 
 
 class LlmConfig(Strict):
@@ -247,6 +249,14 @@ class Recipe(Strict):
     llm: LlmConfig | None = None  # causal LMs only (model task causal-lm)
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _speedup_needs_fp32(self):
+        if (self.budgets is not None and self.budgets.min_speedup_vs_fp32 is not None
+                and not self.stages.export.fp32_reference_artifacts):
+            raise ValueError("budgets.min_speedup_vs_fp32 compares with the fp32 artifact: keep "
+                             "stages.export.fp32_reference_artifacts true")
+        return self
+
 
 # ----------------------------------------------------------------------------------------------------- profile
 class RunnerConfig(Strict):
@@ -260,6 +270,9 @@ class RunnerConfig(Strict):
     remote_python: str = "python3"
     binary: str | None = None  # adb: path of the benchmark binary on the device; ssh: trtexec or executor_runner
     connect_timeout_s: int = Field(default=10, ge=1)
+    # The local runner's host IS the profile's device (an x86 server profile benchmarked on that server). Only then
+    # are local latency and memory judged against the budgets; otherwise they are host timings, reported, not judged.
+    device_is_host: bool = False
 
 
 class ShapeRange(Strict):

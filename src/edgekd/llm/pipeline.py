@@ -181,10 +181,9 @@ def verify_llm(ctx: Context) -> Context:
 
 
 def _verdict(metric: str, value: float, limit: float, kind: str, basis: str) -> dict:
-    ok = value <= limit if kind == "max" else value >= limit
-    return {"metric": metric, "value": value, "limit": limit, "kind": kind,
-            "margin": (limit - value) if kind == "max" else (value - limit), "status": "pass" if ok else "fail",
-            "basis": basis}
+    from edgekd.bench.budgets import judge_value
+
+    return judge_value(metric, value, limit, kind, basis=basis).to_dict()
 
 
 def bench_one(path, runtime: str, prompt: list[int], new_tokens: int, max_len: int, threads: int,
@@ -210,19 +209,26 @@ def bench_llm(ctx: Context) -> Context:
     if ctx.profile.runner.kind != "local":
         ctx.decide("bench", "llm artifacts", "measured on this machine",
                    f"edgekd.llm benchmarks locally only; runner {ctx.profile.runner.kind} is not used for LLMs")
-    budgets = ctx.budgets
+    from edgekd.bench.budgets import MB, evaluate, site
+
+    budgets = {k: v for k, v in ctx.budgets.model_dump().items()
+               if k in ("prefill_tokens_per_s", "decode_tokens_per_s", "peak_memory_mb", "artifact_size_mb")}
+    # Measured here: judged only when the profile says this host is its device; otherwise host numbers, reported.
+    where = site("local", ctx.profile.runner.kind == "local" and ctx.profile.runner.device_is_host,
+                 "this machine (edgekd.llm.benchproc)", ctx.profile.name)
     for art in ctx.artifacts:
         art.bench = bench_one(art.path, art.runtime, prompt, cfg.max_new_tokens, cfg.max_seq_len, threads)
         art.bench["machine"] = "this machine (local)"
+        art.bench["device"] = where
         if art.is_reference:
             continue
-        checks = [("prefill_tokens_per_s", art.bench["prefill_tokens_per_s"], budgets.prefill_tokens_per_s, "min"),
-                  ("decode_tokens_per_s", art.bench["decode_tokens_per_s"], budgets.decode_tokens_per_s, "min"),
-                  ("peak_memory_mb", art.bench["peak_memory_mb"], budgets.peak_memory_mb, "max"),
-                  ("artifact_size_mb", art.bytes / 2**20, budgets.artifact_size_mb, "max")]
-        for metric, value, limit, kind in checks:
-            if limit is not None and value is not None:
-                art.verdicts.append(_verdict(metric, value, limit, kind, "measured on this machine"))
+        metrics = {"prefill_tokens_per_s": art.bench["prefill_tokens_per_s"],
+                   "decode_tokens_per_s": art.bench["decode_tokens_per_s"],
+                   "peak_rss_mb": art.bench["peak_memory_mb"], "artifact_size_mb": art.bytes / MB}
+        for v in evaluate(budgets, metrics, artifact=art.name, runner="local",
+                          device=where["measured_on"] == "device"):
+            v.basis = art.bench.get("peak_memory_basis", "") if v.metric == "peak_memory_mb" else v.basis
+            art.verdicts.append(v.to_dict())
         _tick(ctx)
     from .report import publish
 

@@ -1,37 +1,68 @@
-"""The table printed at the end of `edgekd export`: artifacts with size, parity and latency against the budgets."""
+"""The table printed at the end of `edgekd export`: artifacts with size, parity and latency against the budgets.
+
+Printed from the manifest the run wrote (the same rows as report.md and manifest["comparison"]): each runtime's
+fp32 artifact above its quantized ones with the speedup column, where every timing was measured (device or host),
+and an overall verdict that is "unverified", with the reason, when a device budget was only measured on this host.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from edgekd.context import Context
 
-from .manifest import all_verdicts, overall_verdict
-from .markdown import artifact_rows
+
+SHORT = {"speedup vs fp32, same runtime": "speedup vs fp32", "size vs fp32": "size/fp32", "top1 agree": "top1",
+         "first run ms": "1st run ms", "measured on": "measured on"}
 
 
 def print_summary(ctx: Context, folder: Path, quiet: bool = False) -> str:
-    from rich.console import Console
+    """Print the run's table and verdict from folder/manifest.json; returns the overall verdict."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    verdict = manifest.get("verdict", "no budgets checked")
+    if not quiet:
+        print_manifest(manifest, folder, title=f"{ctx.recipe.name} on {ctx.profile.name}")
+    return verdict
+
+
+def comparison_table(manifest: dict, title: str = ""):
+    """The artifacts table (manifest["comparison"]) as a rich Table: fp32 above quantized, per runtime."""
     from rich.table import Table
 
-    verdicts = all_verdicts(ctx)
-    verdict = overall_verdict(verdicts)
-    if quiet:
-        return verdict
-    console = Console(width=max(Console().width, 140))  # a truncated artifact name is useless in a CI log
-    rows = artifact_rows(ctx)
-    table = Table(title=f"{ctx.recipe.name} on {ctx.profile.name}")
+    rows = manifest.get("comparison") or []
+    table = Table(title=title or None, caption="speedup: p50 of the fp32 artifact of the same runtime / p50 of this "
+                  "one; host rows are host timings, never judged against the device's budgets")
     for col in (rows[0] if rows else {}):
-        table.add_column(col, justify="right" if col not in ("artifact", "runtime", "precision") else "left",
-                         overflow="fold")
+        table.add_column(SHORT.get(col, col), overflow="fold", no_wrap=True,
+                         justify="left" if col in ("artifact", "runtime", "precision", "measured on") else "right")
     for row in rows:
-        style = "red" if row["verdict"] == "fail" else None
-        table.add_row(*[str(v) for v in row.values()], style=style)
-    console.print(table)
-    failed = [v for v in verdicts if v["status"] == "fail"]
-    for v in failed:
-        console.print(f"[red]FAIL[/red] {v['artifact']}: {v['metric']} = {v['value']:.4g}, limit {v['limit']:.4g}, "
-                      f"margin {v['margin']:.4g}")
+        table.add_row(*[str(v) for v in row.values()], style="red" if row["verdict"] == "fail" else None)
+    return table
+
+
+def wide_console():
+    from rich.console import Console
+
+    return Console(width=max(Console().width, 240))  # a truncated or folded cell is useless in a CI log
+
+
+def print_manifest(manifest: dict, folder: Path, title: str = "") -> None:
+    from .manifest import manifest_verdicts
+
+    console = wide_console()
+    console.print(comparison_table(manifest, title))
+    verdicts = manifest_verdicts(manifest)
+    for v in verdicts:
+        if v["status"] == "fail":
+            unit = f" {v['unit']}" if v.get("unit") else ""
+            console.print(f"[red]FAIL[/red] {v['artifact']}: {v['metric']} = {v['value']:.4g}{unit}, limit "
+                          f"{v['limit']:.4g}{unit}, margin {v['margin']:.4g}{unit}", highlight=False)
+    verdict = manifest.get("verdict", "no budgets checked")
+    for line in manifest.get("verdict_notes") or []:
+        console.print(f"[yellow]unverified[/yellow] {line}", highlight=False)
+    judged = sum(1 for v in verdicts if v["status"] in ("pass", "fail"))
+    open_checks = len(verdicts) - judged + len(manifest.get("missing_budgets") or [])
     colour = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
-    console.print(f"[{colour}]verdict: {verdict}[/{colour}]  ({len(verdicts)} budget checks)  -> {folder}/report.md")
-    return verdict
+    console.print(f"[{colour}]verdict: {verdict}[/{colour}]  ({judged} budget checks judged, {open_checks} "
+                  f"unverified)  -> {folder}/report.md", highlight=False)

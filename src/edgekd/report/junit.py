@@ -28,7 +28,8 @@ def _fmt(x, unit: str = "") -> str:
 def verdict_line(v: dict) -> str:
     unit = v.get("unit") or ""
     if v.get("value") is None:
-        return f"{v['metric']}: not measured (limit {_fmt(v.get('limit'), unit)})"
+        host = "" if v.get("host_value") is None else f"; host timing {_fmt(v['host_value'], unit)}, not judged"
+        return f"{v['metric']}: {v.get('status') or 'not measured'} (limit {_fmt(v.get('limit'), unit)}{host})"
     pct = v.get("margin_pct")
     pct_text = f" ({pct:+.1f}%)" if pct is not None else ""
     return (f"{v['metric']} = {_fmt(v['value'], unit)}, limit {_fmt(v.get('limit'), unit)} ({v.get('kind', 'max')}), "

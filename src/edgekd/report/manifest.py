@@ -24,8 +24,7 @@ def artifact_record(artifact, root: Path) -> dict:
 def build_manifest(ctx: Context, root: Path) -> dict:
     import torch
 
-    verdicts = all_verdicts(ctx)
-    return {
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "recipe": {"name": ctx.recipe.name, "path": str(ctx.recipe_path), "sha256": file_sha256(ctx.recipe_path),
@@ -40,20 +39,38 @@ def build_manifest(ctx: Context, root: Path) -> dict:
         "metrics": {k: v for k, v in ctx.metrics.items() if k != "model"},
         "decisions": [asdict(d) for d in ctx.decisions],
         "timings_s": ctx.timings,
-        "plots": {k: str(Path(v).name) for k, v in ctx.plots.items()},
-        "verdict": overall_verdict(verdicts),
+        "plots": {k: _relative(v, root) for k, v in ctx.plots.items()},
     }
+    return finalize(manifest)
 
 
-def all_verdicts(ctx: Context) -> list[dict]:
-    rows = []
-    for artifact in ctx.artifacts:
-        for v in artifact.verdicts:
-            rows.append({"artifact": artifact.name, **v})
-    return rows
+def _relative(path, root: Path) -> str:
+    """A plot's path relative to the run folder (plots/latency_local.png), so report.md's links resolve."""
+    path = Path(path)
+    return str(path.relative_to(root)) if path.is_relative_to(root) else path.name
 
 
-def overall_verdict(verdicts: list[dict]) -> str:
-    if any(v["status"] == "fail" for v in verdicts):
-        return "fail"
-    return "pass" if verdicts else "no budgets checked"
+def manifest_verdicts(manifest: dict) -> list[dict]:
+    """Every verdict in a manifest, each with its artifact's name."""
+    return [{**v, "artifact": rec["name"]}
+            for rec in manifest.get("artifacts") or [] for v in rec.get("verdicts") or []]
+
+
+def finalize(manifest: dict) -> dict:
+    """The overall verdict, why it is unverified, and the fp32-beside-quantized table, from the artifacts' verdicts
+    and measurements: the same function for `edgekd export`, `edgekd bench` and `edgekd bench import`."""
+    from edgekd.bench.budgets import UNVERIFIED, missing_budgets, overall_verdict, unverified_reasons
+
+    from .markdown import artifact_rows
+
+    verdicts = manifest_verdicts(manifest)
+    missing = missing_budgets(manifest.get("budgets") or {}, verdicts, (manifest.get("model") or {}).get("task"))
+    manifest["verdict"] = overall_verdict(verdicts, missing)
+    manifest["verdict_notes"] = unverified_reasons(verdicts, missing) if manifest["verdict"] == UNVERIFIED else []
+    manifest["missing_budgets"] = missing
+    from edgekd.bench.core import DEVICE_RUNTIME
+
+    backend = (manifest.get("profile") or {}).get("backend")
+    manifest["comparison"] = artifact_rows(manifest.get("artifacts") or [], missing, DEVICE_RUNTIME.get(backend))
+    return manifest
+

@@ -1,16 +1,20 @@
-"""report.md: what a person reads after a run -- artifacts against budgets, parity, decisions, timings, plots."""
+"""report.md: what a person reads after a run -- artifacts against budgets, parity, decisions, timings, plots.
+
+Rendered from the manifest (not from the live run), so `edgekd export`, `edgekd bench` and `edgekd bench import`
+write the same report from the same record. Every artifact table puts each runtime's fp32 artifact first and its
+quantized artifacts under it, with the speedup over that fp32 artifact measured in the same run on the same runner:
+an int8 file that is smaller but slower than its fp32 sibling is visible at a glance.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgekd.context import Context
-
-from .manifest import all_verdicts, overall_verdict
+MEASURED_FIRST = ("device", "host")
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f}"
+def _mb(n: int | None) -> str:
+    return f"{n / 1e6:.2f}" if n else "-"
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -21,40 +25,77 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-def fp32_bytes(ctx: Context, fmt: str) -> int | None:
-    for a in ctx.artifacts:
-        if a.format == fmt and a.precision == "fp32":
-            return a.bytes
-    return None
+def best_bench(record: dict) -> dict:
+    """The result a table shows for an artifact: a device measurement when there is one, else a host measurement."""
+    results = [r for r in (record.get("bench") or {}).values() if isinstance(r, dict) and "latency_ms" in r]
+    if "latency_ms" in (record.get("bench") or {}):  # a flat result (older manifests)
+        results = [record["bench"]]
+    for where in MEASURED_FIRST:
+        for r in results:
+            if (r.get("device") or {}).get("measured_on") == where:
+                return r
+    return results[0] if results else {}
 
 
-def bench_summary(artifact) -> dict:
-    """The benchmark result of the profile's runner (or the first runner) in a flat shape for tables."""
-    bench = artifact.bench or {}
-    if "latency_ms" in bench:
-        return bench
-    for value in bench.values():
-        if isinstance(value, dict) and "latency_ms" in value:
-            return value
-    return {}
+def ordered(artifacts: list[dict]) -> list[dict]:
+    """Grouped by runtime (in order of first appearance), the fp32 artifact first in each group."""
+    runtimes = list(dict.fromkeys(a.get("runtime") for a in artifacts))
+    return sorted(artifacts, key=lambda a: (runtimes.index(a.get("runtime")), a.get("precision") != "fp32"))
 
 
-def artifact_rows(ctx: Context) -> list[dict]:
+def _speedup(record: dict, result: dict, artifacts: list[dict]) -> str:
+    if record.get("precision") == "fp32":
+        return "fp32 (1.00x)" if result else "-"
+    if result.get("speedup_vs_fp32") is not None:
+        return f"{result['speedup_vs_fp32']:.2f}x"
+    partner = next((a for a in artifacts if a.get("precision") == "fp32" and a.get("runtime") == record.get("runtime")
+                    and a.get("format") == record.get("format")), None)
+    return "no fp32 artifact" if partner is None and result else "-"
+
+
+def _deliverable(record: dict, device_runtime: str | None) -> bool:
+    return (record.get("runtime") == device_runtime and not record.get("is_reference")
+            and (record.get("details") or {}).get("role") != "baseline")
+
+
+def artifact_verdict(record: dict, open_budgets: list[str] | tuple = ()) -> str:
+    statuses = {v.get("status") for v in record.get("verdicts") or []}
+    if "fail" in statuses:
+        return "fail"
+    if open_budgets or statuses & {"not measured", "not measured on the device"}:
+        return "unverified"
+    return "pass" if statuses else "-"
+
+
+def artifact_rows(artifacts: list[dict], open_budgets: list[str] | tuple = (), device_runtime: str | None = None,
+                  ) -> list[dict]:
+    """One row per artifact (manifest records), fp32 beside its quantized siblings; columns empty everywhere go.
+
+    open_budgets: budgets no verdict speaks to; the device's deliverables (device_runtime, not references or
+    baselines) are then unverified whatever their own verdicts say."""
     rows = []
-    for a in ctx.artifacts:
-        base = fp32_bytes(ctx, a.format)
-        b = bench_summary(a)
-        lat = b.get("latency_ms", {})
+    for a in ordered(artifacts):
+        base = next((x.get("bytes") for x in artifacts if x.get("format") == a.get("format")
+                     and x.get("precision") == "fp32"), None)
+        b = best_bench(a)
+        lat, parity, where = b.get("latency_ms") or {}, a.get("parity") or {}, b.get("device") or {}
+        memory = b.get("memory_for_budget") or {}
+        peak = memory.get("value") if "memory_for_budget" in b else b.get("peak_rss_mb")
         rows.append({
-            "artifact": a.name, "runtime": a.runtime, "precision": a.precision + (" (ref)" if a.is_reference else ""),
-            "MB": _mb(a.bytes), "vs fp32": f"{a.bytes / base:.0%}" if base else "-",
-            "top1 agree": _fmt(a.parity.get("top1_agreement")), "cosine": _fmt(a.parity.get("cosine_mean")),
-            "accuracy": _fmt(a.parity.get("accuracy")), "p50 ms": _fmt(lat.get("p50"), 3),
-            "p90 ms": _fmt(lat.get("p90"), 3), "peak MB": _fmt(b.get("peak_rss_mb"), 4),
-            "verdict": "fail" if any(v["status"] == "fail" for v in a.verdicts) else (
-                "pass" if a.verdicts else "-"),
+            "artifact": a["name"], "runtime": a.get("runtime"),
+            "precision": a.get("precision", "") + (" (ref)" if a.get("is_reference") else ""),
+            "MB": _mb(a.get("bytes")), "size vs fp32": f"{a['bytes'] / base:.0%}" if base and a.get("bytes") else "-",
+            "top1 agree": _fmt(parity.get("top1_agreement")), "cosine": _fmt(parity.get("cosine_mean")),
+            "accuracy": _fmt(parity.get("accuracy")), "p50 ms": _fmt(lat.get("p50"), 3),
+            "p90 ms": _fmt(lat.get("p90"), 3), "speedup vs fp32, same runtime": _speedup(a, b, artifacts),
+            "load ms": _fmt(b.get("load_ms"), 3), "first run ms": _fmt(b.get("first_run_ms"), 3),
+            "peak MB": _fmt(peak, 4) if peak is not None else ("n/m" if b else "-"),
+            "measured on": f"{where['measured_on']} ({where.get('runner', '')})" if where else (
+                "device (import)" if b.get("source") else "-"),
+            "verdict": artifact_verdict(a, open_budgets if _deliverable(a, device_runtime) else ()),
         })
-    return rows
+    keep = [k for k in (rows[0] if rows else {}) if k in ("artifact", "verdict") or any(r[k] != "-" for r in rows)]
+    return [{k: r[k] for k in keep} for r in rows]
 
 
 def table(rows: list[dict]) -> str:
@@ -66,63 +107,114 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(ctx: Context, root: Path) -> str:
-    verdicts = all_verdicts(ctx)
-    m = ctx.metrics
-    parts = [f"# edgekd report: {ctx.recipe.name} on {ctx.profile.name}\n",
-             f"**Verdict: {overall_verdict(verdicts).upper()}**  \n"
-             f"Model: {m.get('model', {}).get('name')} ({m.get('model', {}).get('parameters', 0) / 1e6:.2f} M params, "
-             f"{m.get('model', {}).get('task')}), source {m.get('model', {}).get('source')}  \n"
-             f"Profile: {ctx.profile.name} ({ctx.profile.backend}, {ctx.profile.threads} threads)  \n"
-             f"Data: {m.get('data', {}).get('source')}: calibration {m.get('data', {}).get('calibration')} samples "
-             f"({m.get('data', {}).get('calibration_from')}), held-out {m.get('data', {}).get('eval')} samples "
-             f"({m.get('data', {}).get('eval_from')})\n",
-             "## Artifacts\n", table(artifact_rows(ctx)),
+def _budget_rows(manifest: dict) -> list[dict]:
+    from .manifest import manifest_verdicts
+
+    rows = []
+    for v in manifest_verdicts(manifest):
+        status = v["status"]
+        if v.get("host_value") is not None:
+            status += f" (host timing {_fmt(v['host_value'])}, not judged)"
+        rows.append({"artifact": v["artifact"], "metric": v["metric"], "value": _fmt(v.get("value")),
+                     "limit": _fmt(v.get("limit")), "margin": _fmt(v.get("margin")),
+                     "measured on": v.get("measured_on") or "-", "status": status})
+    return rows
+
+
+def _bench_lines(manifest: dict) -> str:
+    """Which runners measured, where, with how many threads (and why fewer than the profile asks)."""
+    runs = dict((manifest.get("metrics") or {}).get("bench") or {})
+    runs.update(manifest.get("bench_runs") or {})
+    lines = []
+    for name, info in runs.items():
+        if not isinstance(info, dict):
+            continue
+        if info.get("status") == "not run":
+            lines.append(f"- {name}: not run: {info.get('reason')}; {info.get('next', '')}".rstrip("; "))
+            continue
+        where = (info.get("device") or {}).get("measured_on", "")
+        label = {"host": "host timings (this host is not the device: reported, not judged)",
+                 "device": "on the device (judged)"}.get(where, "")
+        threads = f", {info['threads']} threads" if isinstance(info.get("threads"), int) else ""
+        note = f" ({info['threads_note']})" if info.get("threads_note") else ""
+        machine = (info.get("device") or {}).get("description") or info.get("runner", "")
+        lines.append(f"- {name}: {machine}, {label}{threads}{note}".replace(", ,", ","))
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def render_manifest(m: dict) -> str:
+    recipe, profile = (m.get("recipe") or {}), (m.get("profile") or {})
+    resolved = profile.get("resolved") or {}
+    model, metrics = m.get("model") or {}, m.get("metrics") or {}
+    data = metrics.get("data") or {}
+    verdict = m.get("verdict", "no budgets checked")
+    header = ("**Verdict: " + verdict.upper() + "**  \n"
+              + "".join(f"Unverified: {line}  \n" for line in m.get("verdict_notes") or []))
+    if model:
+        header += (f"Model: {model.get('name')} ({(model.get('parameters') or 0) / 1e6:.2f} M params, "
+                   f"{model.get('task')}), source {model.get('source')}  \n")
+    header += f"Profile: {profile.get('name')} ({profile.get('backend')}, {resolved.get('threads')} threads)  \n"
+    if data:
+        header += (f"Data: {data.get('source')}: calibration {data.get('calibration')} samples "
+                   f"({data.get('calibration_from')}), held-out {data.get('eval')} samples ({data.get('eval_from')})\n")
+    parts = [f"# edgekd report: {recipe.get('name')} on {profile.get('name')}\n", header,
+             "## Artifacts\n", table(m.get("comparison") or artifact_rows(m.get("artifacts") or [])),
              "\nParity is measured in each artifact's own runtime (ExecuTorch runtime, onnxruntime) against the fp32 "
-             "PyTorch student on the held-out samples. Latency/memory come from the bench runner named in the "
-             "manifest.\n",
-             "## Budgets\n"]
-    rows = [{"artifact": v["artifact"], "metric": v["metric"], "value": _fmt(v.get("value")),
-             "limit": _fmt(v.get("limit")), "margin": _fmt(v.get("margin")), "status": v["status"]}
-            for v in verdicts]
-    parts.append(table(rows))
-    unchecked = [k for k, v in ctx.budgets.model_dump().items() if v is None]
+             "PyTorch student on the held-out samples. Speedup vs fp32 = p50 of the fp32 artifact of the same runtime "
+             "/ p50 of this artifact, one runner, one run. Load = file to ready (load_program + load_method, or "
+             "InferenceSession creation), apart from the interpreter's import of the runtime; first run = the cold "
+             "first call. \"measured on host\" rows are host timings: they say nothing about the device's budgets.\n",
+             "## Benchmark runs\n", _bench_lines(m) or "_bench not run_\n",
+             "## Budgets\n", table(_budget_rows(m))]
+    if m.get("missing_budgets"):
+        parts.append(f"\nBudgets set but not measured at all (bench not run): {', '.join(m['missing_budgets'])}\n")
+    unchecked = [k for k, v in (m.get("budgets") or {}).items() if v is None]
     if unchecked:
         parts.append(f"\nBudgets the profile does not set (not checked): {', '.join(unchecked)}\n")
-    if "verify" in m and "pytorch_quantized_vs_fp32" in m["verify"]:
-        q = m["verify"]["pytorch_quantized_vs_fp32"]
+    verify = metrics.get("verify") or {}
+    if "pytorch_quantized_vs_fp32" in verify:
+        q = verify["pytorch_quantized_vs_fp32"]
         parts.append(f"\nPyTorch converted (quantized) model vs fp32: top-1 agreement {_fmt(q.get('top1_agreement'))}, "
                      f"cosine {_fmt(q.get('cosine_mean'))}.\n")
-    parts.append(side_by_side(ctx))
+    parts.append(side_by_side(m))
     parts.append("\n## Decisions (nothing skipped silently)\n")
-    parts.append(table([{"stage": d.stage, "subject": d.subject, "action": d.action, "reason": d.reason}
-                        for d in ctx.decisions]))
+    parts.append(table([{k: d.get(k) for k in ("stage", "subject", "action", "reason")}
+                        for d in m.get("decisions") or []]))
     parts.append("\n## Stage timings\n")
-    parts.append(table([{"stage": k, "seconds": f"{v:.1f}"} for k, v in ctx.timings.items()]))
+    parts.append(table([{"stage": k, "seconds": f"{v:.1f}"} for k, v in (m.get("timings_s") or {}).items()]))
     for key in ("fuse", "ptq"):
-        if key in m:
-            parts.append(f"\n**{key}**: " + ", ".join(f"{k}={_fmt(v)}" for k, v in m[key].items()
+        if key in metrics:
+            parts.append(f"\n**{key}**: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics[key].items()
                                                     if not isinstance(v, (list, dict))) + "\n")
-    if ctx.plots:
+    if m.get("plots"):
         parts.append("\n## Plots\n")
-        for name, path in ctx.plots.items():
-            parts.append(f"![{name}]({Path(path).name})\n")
-    extra = [render_extra(ctx)]
-    return "\n".join(parts + [e for e in extra if e])
+        for name, path in m["plots"].items():
+            parts.append(f"![{name}]({Path(path).as_posix()})\n")
+    sections = metrics.get("report_sections") or {}  # other areas' sections: {title: markdown}
+    return "\n".join(parts + [f"\n## {title}\n{body}" for title, body in sections.items()])
 
 
-def side_by_side(ctx: Context) -> str:
+def render(ctx, root: Path) -> str:
+    """report.md of a finished run (the manifest it writes, rendered)."""
+    from .manifest import build_manifest
+
+    return render_manifest(build_manifest(ctx, root))
+
+
+def side_by_side(m: dict) -> str:
     """After QAT on labelled data: fp32, PTQ and QAT+KD accuracy per runtime in one table (issue 3's question:
     did training with the teacher's soft targets beat plain PTQ?). Empty otherwise."""
-    if "qat" not in ctx.metrics or "fp32_pytorch_accuracy" not in ctx.metrics.get("verify", {}):
+    metrics = m.get("metrics") or {}
+    verify = metrics.get("verify") or {}
+    if "qat" not in metrics or "fp32_pytorch_accuracy" not in verify:
         return ""
     names = {"fp32": "fp32 student", "int8-ptq": "int8 PTQ (same student, calibrated)", "int8": "int8 QAT+KD"}
     by_format: dict[str, dict[str, float]] = {}
-    for a in ctx.artifacts:
-        accuracy = (a.parity or {}).get("accuracy")
-        if accuracy is not None and a.precision in names:
-            by_format.setdefault(f"{a.format} ({a.runtime})", {})[a.precision] = accuracy
-    fp32 = ctx.metrics["verify"]["fp32_pytorch_accuracy"]
+    for a in m.get("artifacts") or []:
+        accuracy = (a.get("parity") or {}).get("accuracy")
+        if accuracy is not None and a.get("precision") in names:
+            by_format.setdefault(f"{a['format']} ({a['runtime']})", {})[a["precision"]] = accuracy
+    fp32 = verify["fp32_pytorch_accuracy"]
     rows = []
     for precision, label in names.items():
         row = {"model": label}
@@ -130,29 +222,23 @@ def side_by_side(ctx: Context) -> str:
             value = accs.get(precision)
             row[fmt] = "-" if value is None else f"{value:.4f} ({100 * (value - fp32):+.2f} pts)"
         rows.append(row)
-    rows.append(_paired_row(ctx))
-    samples = ctx.metrics["verify"].get("samples")
-    teacher = ctx.metrics["verify"].get("teacher_pytorch_accuracy")
-    teacher_line = "" if teacher is None else f" Teacher ({ctx.teacher.name}, fp32 PyTorch): {teacher:.4f}."
-    return (f"\n## fp32 vs PTQ vs QAT+KD (accuracy on {samples} held-out labelled samples, each in its runtime)\n"
-            + table(rows) + f"\nfp32 PyTorch student: {fp32:.4f}; points are accuracy points against it."
-            + teacher_line + " QAT+KD vs PTQ is McNemar's exact test on the same samples (edgekd/stats.py): "
+    rows.append(_paired_row(m))
+    teacher = verify.get("teacher_pytorch_accuracy")
+    source = (((m.get("recipe") or {}).get("resolved") or {}).get("teacher") or {}).get("source")
+    teacher_line = "" if teacher is None else f" Teacher ({source}, fp32 PyTorch): {teacher:.4f}."
+    return (f"\n## fp32 vs PTQ vs QAT+KD (accuracy on {verify.get('samples')} held-out labelled samples, each in its "
+            "runtime)\n" + table(rows) + f"\nfp32 PyTorch student: {fp32:.4f}; points are accuracy points against it."
+            + teacher_line + " QAT+KD vs PTQ is McNemar's exact test on the same samples (src/edgekd/stats.py): "
             "\"better\" or \"worse\" only at p < 0.01, otherwise a tie; the counts are the samples only one of the "
             "two gets right.\n")
 
 
-def _paired_row(ctx: Context) -> dict:
+def _paired_row(m: dict) -> dict:
     """The QAT+KD vs PTQ verdict per runtime: who wins the samples they disagree on, and whether that is noise."""
     row = {"model": "QAT+KD vs PTQ (paired)"}
-    for a in ctx.artifacts:
-        paired = (a.parity or {}).get("paired_vs_ptq")
-        if paired is not None and a.precision == "int8":
-            row[f"{a.format} ({a.runtime})"] = (f"{paired['verdict']} (+{paired['candidate_only']} / "
-                                                f"-{paired['baseline_only']}, p={paired['p_value']:.3g})")
+    for a in m.get("artifacts") or []:
+        paired = (a.get("parity") or {}).get("paired_vs_ptq")
+        if paired is not None and a.get("precision") == "int8":
+            row[f"{a['format']} ({a['runtime']})"] = (f"{paired['verdict']} (+{paired['candidate_only']} / "
+                                                      f"-{paired['baseline_only']}, p={paired['p_value']:.3g})")
     return row
-
-
-def render_extra(ctx: Context) -> str:
-    """Sections other areas contribute through ctx.metrics["report_sections"]: {title: markdown}."""
-    sections = ctx.metrics.get("report_sections", {})
-    return "\n".join(f"\n## {title}\n{body}" for title, body in sections.items())

@@ -70,6 +70,7 @@ def run(ctx: Context, cfg) -> Context:
         _gates(artifact, cfg, budget)
     if task in parity.CLASSIFICATION_TASKS:
         paired_comparisons(ctx, reference.argmax(-1), labels, predictions, budget)
+    _size_gates(ctx)
     return ctx
 
 
@@ -95,7 +96,23 @@ def paired_comparisons(ctx: Context, reference_top1: np.ndarray, labels: np.ndar
                 "basis": basis, **stats.compare_paired(correct, predictions[baseline.name] == truth)}
 
 
+def _size_gates(ctx: Context) -> None:
+    """The size budget, judged here too: a file's size is the same on every device, so it needs no bench run
+    (`--skip bench` still judges it; a bench run re-judges it with the budgets it is given)."""
+    from edgekd.bench.budgets import MB, judge_value
+    from edgekd.bench.core import DEVICE_RUNTIME, is_judged
+
+    limit = ctx.budgets.artifact_size_mb
+    device_runtime = DEVICE_RUNTIME.get(ctx.profile.backend)
+    for a in ctx.artifacts:
+        if limit is not None and a.bytes and not a.is_reference and is_judged(a.runtime, a.details, device_runtime):
+            a.verdicts.append(judge_value("artifact_size_mb", a.bytes / MB, limit, "max", "MB",
+                                          artifact=a.name).to_dict())
+
+
 def _gates(artifact, cfg, budget: float | None) -> None:
+    from edgekd.bench.budgets import judge_value
+
     p = artifact.parity
     checks = [("accuracy_drop", p["drop"], budget, "max"),
               ("min_top1_agreement", p.get("top1_agreement"), cfg.min_top1_agreement, "min"),
@@ -103,7 +120,5 @@ def _gates(artifact, cfg, budget: float | None) -> None:
     for metric, value, limit, kind in checks:
         if limit is None or value is None:
             continue
-        ok = value <= limit if kind == "max" else value >= limit
-        artifact.verdicts.append({"metric": metric, "value": value, "limit": limit, "kind": kind,
-                                  "margin": (limit - value) if kind == "max" else (value - limit),
-                                  "status": "pass" if ok else "fail", "basis": p.get("drop_basis", "")})
+        artifact.verdicts.append(judge_value(metric, value, limit, kind, artifact=artifact.name,
+                                             basis=p.get("drop_basis", "")).to_dict())
