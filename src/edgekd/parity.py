@@ -17,6 +17,17 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
+CONFIDENT_MARGIN = 0.1  # fp32's top-1 minus top-2 softmax probability for a sample to count as confident
+
+
+def _confident(logits: np.ndarray) -> np.ndarray:
+    z = logits.reshape(len(logits), -1).astype(np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    probs = z / z.sum(axis=1, keepdims=True)
+    top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.concatenate([np.zeros_like(probs), probs], 1)
+    return (top2[:, 1] - top2[:, 0]) >= CONFIDENT_MARGIN
+
+
 def compare(task: str, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None = None) -> dict:
     cos = _cosine(reference, candidate)
     result = {"samples": int(len(reference)), "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
@@ -25,6 +36,12 @@ def compare(task: str, reference: np.ndarray, candidate: np.ndarray, labels: np.
         ref_top1, cand_top1 = reference.argmax(-1), candidate.argmax(-1)
         top5 = np.argsort(-reference, axis=-1)[:, :5]
         result["top1_agreement"] = float((ref_top1 == cand_top1).mean())
+        confident = _confident(reference)
+        result["confident_samples"] = int(confident.sum())
+        if confident.any():
+            # Where fp32 itself hesitates (top-2 probabilities within 0.1) any rounding picks a side: agreement on
+            # the confident samples is the part that measures quantization error rather than tie-breaking.
+            result["top1_agreement_confident"] = float((ref_top1 == cand_top1)[confident].mean())
         result["top5_contains_ref_top1"] = float(np.mean([c in t for c, t in zip(cand_top1, top5)]))
         if labels is not None:
             result["accuracy"] = float((cand_top1 == labels).mean())
