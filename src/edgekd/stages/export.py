@@ -112,7 +112,7 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
                                exclude, input_names=ctx.model.input_names, isa=ctx.profile.isa)
         ctx.decide("export", int8_path.name, f"{details['format']} for isa {ctx.profile.isa}",
                    details["format_reason"])
-        details.update(onnx_export.op_summary(int8_path))
+        details.update(onnx_export.op_summary(int8_path), dynamic_axes=onnx_export.dynamic_dims(int8_path))
     details["mode"] = mode
     if mode != "pt2e":
         ctx.decide("export", int8_path.name, f"quantized by onnxruntime ({mode})",
