@@ -73,7 +73,6 @@ def test_efficientnet_lite0_x86_int8_onnx_is_u8s8_qdq_with_both_parities(tmp_pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (int8,) = [a for a in manifest["artifacts"] if a["format"] == "onnx" and not a["is_reference"]]
     assert int8["details"]["format"] == "U8S8" and int8["details"]["mode"] == "ort_static", int8["details"]
-    # every weight-bearing op but the two kept fp32 runs as QLinearConv in the deployed session (the fast path);
     # parity in both the deployed session and Q/DQ executed as written. Measured on AVX-512 VNNI: top-1 0.969
-    # deployed, 0.979 exact on 96 crops (gated on exact where the host lacks VNNI)
+    # deployed, 0.979 exact on 96 crops (verify gates on exact where the host lacks VNNI)
     assert int8["parity"]["top1_agreement"] >= 0.95 and int8["parity"]["exact_qdq"]["top1_agreement"] >= 0.95
