@@ -99,11 +99,12 @@ class IsaFormat:
 
 # onnxruntime's quantization guide: S8S8 QDQ is the default; U8S8 saturates on x86 without VNNI, where reduce_range
 # or U8U8 is the remedy. Measured on an AVX-512 VNNI host, onnxruntime 1.32 default session, 2 threads, interleaved,
-# EfficientNet-Lite0 static QDQ per channel (int8 / fp32 ONNX p50; top-1 agreement with fp32 on 96 photo crops,
-# stem and first depthwise conv kept fp32): U8S8 0.56 (0.97); S8S8 0.90 (14 depthwise convs stay DQ -> Conv -> Q:
-# no fused s8s8 kernel); U8U8 3.2 (QLinearConv's u8u8 kernel, 5x slower than u8s8 per the per-op profile);
-# U8S8 reduce_range 0.56 (0.875: 7-bit weights cost accuracy). MiniLM-L6 dynamic, per-channel s8 weights: cosine
-# 0.992 full range, 0.991 reduce_range, 0.958 per-tensor.
+# EfficientNet-Lite0 static QDQ per channel, stem and first depthwise conv kept fp32 (int8 / fp32 ONNX p50 over two
+# runs; top-1 agreement with fp32 on 96 photo crops): U8S8 0.56-0.62 (0.97); U8S8 reduce_range 0.60 (0.875: 7-bit
+# weights cost accuracy); S8S8 0.87-0.90 (14 depthwise convs stay DQ -> Conv -> Q, no fused kernel); U8U8 3.0-3.2
+# (fused, but QLinearConv's u8u8 path took 129 ms of 134 vs 24 ms for u8s8 in the per-op profile). MiniLM-L6
+# dynamic: cosine 0.992 with full-range per-channel s8 weights, 0.991 reduce_range, 0.958 per-tensor. arm64's S8S8
+# follows the guide; not measured on an ARM host here.
 _VNNI = IsaFormat("u8", "s8", False, "VNNI multiplies u8 x s8 straight into int32 (no int16 saturation): full-range "
                                      "s8 weights and onnxruntime's fastest x86 kernels (U8S8; S8S8 leaves depthwise "
                                      "convs unfused, U8U8's conv kernel is slower than fp32)")
@@ -112,7 +113,7 @@ ISA_FORMATS = {
     "avx-vnni": _VNNI,
     "avx2": IsaFormat("u8", "s8", True, "without VNNI, u8 x s8 pairs are summed in saturating int16 (VPMADDUBSW): "
                                         "7-bit weights keep the sum exact and keep the fast U8S8 kernels (U8U8, the "
-                                        "guide's other remedy, runs slower than fp32 here)"),
+                                        "guide's other remedy, ran 3x slower than fp32 on EfficientNet-Lite0)"),
     "arm64": IsaFormat("s8", "s8", False, "onnxruntime's default S8S8 QDQ; ARM's signed dot products (sdot) take "
                                           "s8 x s8 into int32 without saturation"),
 }
