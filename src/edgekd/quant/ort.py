@@ -3,7 +3,8 @@
 This is the ONNX path that does not depend on the PT2E -> ONNX export: quantize_static writes QDQ per channel with
 scales calibrated on the recipe's real data; quantize_dynamic quantizes weights and computes activation scales at
 run time (the text-model path). The activation / weight types follow the target CPU (Profile.isa, ISA_FORMATS).
-Layers the plan keeps in float become `nodes_to_exclude`: the ONNX node names of their Conv / MatMul / Gemm, found from the exporter's name-scope metadata.
+Layers the plan keeps in float become `nodes_to_exclude`: the ONNX node names of their Conv / MatMul / Gemm, found
+from the exporter's name-scope metadata.
 """
 
 from __future__ import annotations
