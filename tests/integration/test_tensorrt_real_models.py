@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 @pytest.mark.parametrize("recipe, dynamic", [
     ("efficientnet_lite0", {"image": {"0": "batch"}}),
-    ("minilm", {"input_ids": {"0": "batch", "1": "dim1"}, "attention_mask": {"0": "batch", "1": "dim1"}}),
+    ("minilm", {"input_ids": {"0": "batch", "1": "sequence"}, "attention_mask": {"0": "batch", "1": "sequence"}}),
 ])
 def test_export_jetson_orin_real_model(tmp_path, recipe, dynamic):
     edgekd = str(Path(sys.executable).with_name("edgekd"))

@@ -14,6 +14,8 @@ Backend = Literal["executorch-xnnpack", "tensorrt", "onnxruntime"]
 Task = Literal["image-classification", "sentence-embedding", "text-classification", "causal-lm"]
 Precision = Literal["fp32", "fp16", "int8", "int4"]
 ArtifactFormat = Literal["pte", "onnx", "engine"]
+# The target CPU's int8 dot-product instructions; edgekd.quant.ort.ISA_FORMATS maps each to onnxruntime's format.
+Isa = Literal["avx512-vnni", "avx-vnni", "avx2", "arm64"]
 
 
 class Strict(BaseModel):
@@ -297,5 +299,9 @@ class Profile(Strict):
     threads: int = Field(default=1, ge=1)
     cores: list[int] | None = None  # CPU ids to pin the benchmark to (big cores)
     batch_sizes: list[int] = Field(default_factory=lambda: [1])
+    # The target CPU's int8 instructions: avx512-vnni / avx-vnni (x86 with VNNI: u8 x s8 dot products into int32),
+    # avx2 (x86 without VNNI: u8 x s8 pairs are summed in saturating int16), arm64 (sdot/udot). It picks the quantized
+    # ONNX format (edgekd.quant.ort.ISA_FORMATS). avx2 is the default: its format is exact on every x86-64 CPU.
+    isa: Isa = "avx2"
     budgets: Budgets = Field(default_factory=Budgets)
     tensorrt: TensorRTConfig | None = None

@@ -22,14 +22,21 @@ from edgekd.report.atomic import atomic_path
 
 
 def dynamic_shapes_for(bundle: ModelBundle, example_inputs: tuple) -> tuple | None:
-    """A shared symbolic batch dimension for every input the bundle marks dynamic on axis 0."""
+    """torch.export dynamic_shapes for every axis the bundle marks dynamic; inputs that name an axis alike share one
+    symbol (a text model's input_ids and attention_mask share batch and sequence), so the ONNX has named dims."""
     if not bundle.dynamic_axes:
         return None
-    batch = torch.export.Dim("batch", min=1, max=1024)
+    dims: dict[str, torch.export.Dim] = {}
     shapes = []
     for name, tensor in zip(bundle.input_names, example_inputs):
-        axes = bundle.dynamic_axes.get(name, {})
-        shapes.append({0: batch} if 0 in axes and tensor.dim() > 0 else None)
+        spec = {}
+        for axis, dim_name in (bundle.dynamic_axes.get(name) or {}).items():
+            axis = int(axis)
+            if axis < tensor.dim():
+                # max=1024 keeps the range finite (torch.export refines it further where the model bounds it, e.g.
+                # BERT's position table); min=1: a 1-token sentence and a batch of one are real inputs
+                spec[axis] = dims.setdefault(dim_name, torch.export.Dim(dim_name, min=1, max=1024))
+        shapes.append(spec or None)
     return tuple(shapes)
 
 
@@ -46,8 +53,17 @@ def export_onnx(module: torch.nn.Module, bundle: ModelBundle, path: Path, opset:
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the file and op
             raise EdgekdError(f"ONNX export failed: {type(exc).__name__}: {str(exc)[:400]}", file=str(path)) from exc
         renamed = _unique_names(tmp)
-    return {"opset": opset, "dynamic_batch": dynamic_batch, **op_summary(path), **({"renamed": renamed} if renamed
-                                                                                  else {})}
+    return {"opset": opset, "dynamic_batch": dynamic_batch, "dynamic_axes": dynamic_dims(path), **op_summary(path),
+            **({"renamed": renamed} if renamed else {})}
+
+
+def dynamic_dims(path: Path) -> dict[str, dict[int, str]]:
+    """{input: {axis: dim name}} for the symbolic axes of the file's inputs: what the manifest says may vary."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {i.name: {a: d.dim_param for a, d in enumerate(i.type.tensor_type.shape.dim) if d.dim_param}
+            for i in model.graph.input if any(d.dim_param for d in i.type.tensor_type.shape.dim)}
 
 
 def _unique_names(path: Path) -> list[dict]:

@@ -105,7 +105,10 @@ def text_bundle(name: str, encoder: nn.Module, tokenizer, data_cfg: DataConfig, 
     return ModelBundle(
         name=name, task=task, module=module.eval(), example_inputs=example,
         input_names=["input_ids", "attention_mask"], output_names=[out_name],
-        dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}, out_name: {0: "batch"}},
+        # batch and sequence vary (as Optimum exports text models): a CPU runs each sentence at its own length;
+        # backends that need static shapes (the XNNPACK .pte) export at the example shape and record it
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                      out_name: {0: "batch"}},
         meta={"tokenizer": tokenizer, "seq_len": seq, "source": source,
               **({"num_classes": num_labels or 2} if task != "sentence-embedding" else {})},
     )

@@ -2,12 +2,14 @@
 
 This is the ONNX path that does not depend on the PT2E -> ONNX export: quantize_static writes QDQ per channel with
 scales calibrated on the recipe's real data; quantize_dynamic quantizes weights and computes activation scales at
-run time (the fastest int8 on CPUs without VNNI for text models, DESIGN.md). Layers the plan keeps in float become
-`nodes_to_exclude`: the ONNX node names of their Conv / MatMul / Gemm, found from the exporter's name-scope metadata.
+run time (the text-model path). The activation / weight types follow the target CPU (Profile.isa, ISA_FORMATS).
+Layers the plan keeps in float become `nodes_to_exclude`: the ONNX node names of their Conv / MatMul / Gemm, found
+from the exporter's name-scope metadata.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -82,25 +84,60 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
-# onnxruntime's u8 x s8 kernels on x86 CPUs without VNNI (AVX2, AVX-512F) add pairs of products in int16 with
-# saturation (VPMADDUBSW); full-range s8 weights overflow there. onnxruntime's guide: reduce_range or U8U8.
-# Measured on this AVX2 host, default session:
-#   all-MiniLM-L6 dynamic, 64 sentences: s8 per-tensor cosine 0.958, u8 0.981, s8 per-channel+reduce_range 0.991
-#   EfficientNet-Lite0 static QDQ, 96 crops, top-1 agreement: s8+reduce_range 0.885, u8u8 0.938
-#   (the same s8 file executed exactly, optimizations BASIC: 0.979 -- the loss is the kernels, not the scales)
+@dataclass(frozen=True)
+class IsaFormat:
+    """How onnxruntime's quantizers write int8 for one target ISA (Profile.isa): QDQ activation / weight types."""
+
+    activations: str  # "u8" | "s8" (static QDQ; dynamic quantization always computes u8 activations)
+    weights: str      # "s8" | "u8", per channel
+    reduce_range: bool  # 7-bit weights
+    why: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.activations}{self.weights}".upper() + (" reduce_range" if self.reduce_range else "")
+
+
+# onnxruntime's quantization guide: S8S8 QDQ is the default; U8S8 saturates on x86 without VNNI, where reduce_range
+# or U8U8 is the remedy. Measured on an AVX-512 VNNI host, onnxruntime 1.32 default session, 2 threads, interleaved,
+# EfficientNet-Lite0 static QDQ per channel, stem and first depthwise conv kept fp32 (int8 / fp32 ONNX p50 over two
+# runs; top-1 agreement with fp32 on 96 photo crops): U8S8 0.56-0.62 (0.97); U8S8 reduce_range 0.60 (0.875: 7-bit
+# weights cost accuracy); S8S8 0.87-0.90 (14 depthwise convs stay DQ -> Conv -> Q, no fused kernel); U8U8 3.0-3.2
+# (fused, but QLinearConv's u8u8 path took 129 ms of 134 vs 24 ms for u8s8 in the per-op profile). MiniLM-L6
+# dynamic: cosine 0.992 with full-range per-channel s8 weights, 0.991 reduce_range, 0.958 per-tensor. arm64's S8S8
+# follows the guide; not measured on an ARM host here.
+_VNNI = IsaFormat("u8", "s8", False, "VNNI multiplies u8 x s8 straight into int32 (no int16 saturation): full-range "
+                                     "s8 weights and onnxruntime's fastest x86 kernels (U8S8; S8S8 leaves depthwise "
+                                     "convs unfused, U8U8's conv kernel is slower than fp32)")
+ISA_FORMATS = {
+    "avx512-vnni": _VNNI,
+    "avx-vnni": _VNNI,
+    "avx2": IsaFormat("u8", "s8", True, "without VNNI, u8 x s8 pairs are summed in saturating int16 (VPMADDUBSW): "
+                                        "7-bit weights keep the sum exact and keep the fast U8S8 kernels (U8U8, the "
+                                        "guide's other remedy, ran 3x slower than fp32 on EfficientNet-Lite0)"),
+    "arm64": IsaFormat("s8", "s8", False, "onnxruntime's default S8S8 QDQ; ARM's signed dot products (sdot) take "
+                                          "s8 x s8 into int32 without saturation"),
+}
 # Dynamic int8 is the text-model path: linear layers and embedding tables (Gather; a quarter of MiniLM's bytes).
 # Convolutions are left to the static path.
 DYNAMIC_OPS = ["MatMul", "Gemm", "Gather", "Attention", "EmbedLayerNormalization"]
-WEIGHTS = {"static": "u8 per-channel (U8U8)", "dynamic": "s8 per-channel, reduce_range (7-bit)"}
+
+
+def isa_format(isa: str) -> IsaFormat:
+    if isa not in ISA_FORMATS:
+        raise EdgekdError(f"unknown isa {isa!r}", key="profile.isa", hint=f"allowed: {', '.join(ISA_FORMATS)}")
+    return ISA_FORMATS[isa]
 
 
 def ort_quantize(fp32_onnx, out_path, mode: str = "static", calibration_inputs: Sequence[Sequence] = (),
-                 nodes_to_exclude: Iterable[str] = (), input_names: Sequence[str] | None = None) -> dict:
-    """Quantize `fp32_onnx` into `out_path` with onnxruntime's quantizers, in settings that stay accurate on x86
-    CPUs without VNNI (see WEIGHTS above); written atomically. Returns what was done, for the manifest.
+                 nodes_to_exclude: Iterable[str] = (), input_names: Sequence[str] | None = None,
+                 isa: str = "avx2") -> dict:
+    """Quantize `fp32_onnx` into `out_path` with onnxruntime's quantizers in the format the target `isa` runs fast
+    and exactly (ISA_FORMATS); written atomically. Returns what was done, for the manifest.
 
     `nodes_to_exclude` are node names of the fp32 file (plan_to_onnx_nodes); quantize_dynamic's Gemm -> MatMul
-    renaming is handled here. Every edgekd path that runs onnxruntime's quantizers comes through this function.
+    renaming is handled here. Dynamic shapes of the fp32 file are kept (no symbolic shape inference that could fix
+    them). Every edgekd path that runs onnxruntime's quantizers comes through this function.
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -108,11 +145,13 @@ def ort_quantize(fp32_onnx, out_path, mode: str = "static", calibration_inputs: 
 
     from edgekd.report.atomic import atomic_path
 
-    if mode not in WEIGHTS:
+    if mode not in ("static", "dynamic"):
         raise EdgekdError(f"unknown onnxruntime quantization mode {mode!r}", key="stages.ptq.onnx_mode",
                           hint="allowed: ort_static, ort_dynamic")
     if mode == "static" and not calibration_inputs:
         raise EdgekdError("static quantization needs calibration inputs", key="data.calibration_samples")
+    fmt = isa_format(isa)
+    qtype = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
     exclude = sorted(set(nodes_to_exclude))
     model = onnx.load(str(fp32_onnx), load_external_data=False)
     present = {n.name for n in model.graph.node}
@@ -127,15 +166,20 @@ def ort_quantize(fp32_onnx, out_path, mode: str = "static", calibration_inputs: 
         try:
             quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
             if mode == "dynamic":
-                quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                                 reduce_range=True, nodes_to_exclude=exclude + [f"{n}_MatMul" for n in exclude],
-                                 op_types_to_quantize=DYNAMIC_OPS,
-                                 extra_options={"MatMulConstBOnly": True})
+                quantize_dynamic(str(pre), str(tmp), weight_type=qtype[fmt.weights], per_channel=True,
+                                 reduce_range=fmt.reduce_range,
+                                 nodes_to_exclude=exclude + [f"{n}_MatMul" for n in exclude],
+                                 op_types_to_quantize=DYNAMIC_OPS, extra_options={"MatMulConstBOnly": True})
             else:
                 quantize_static(str(pre), str(tmp), _Reader(names, calibration_inputs), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
+                                per_channel=True, reduce_range=fmt.reduce_range,
+                                activation_type=qtype[fmt.activations], weight_type=qtype[fmt.weights],
                                 nodes_to_exclude=exclude)
         finally:
             pre.unlink(missing_ok=True)
-    return {"quantizer": f"onnxruntime {mode}", "weights": WEIGHTS[mode], "excluded_nodes": exclude,
+    activations = "u8 per call (dynamic)" if mode == "dynamic" else f"{fmt.activations} per tensor"
+    weights = f"{fmt.weights} per-channel" + (", reduce_range (7-bit)" if fmt.reduce_range else "")
+    return {"quantizer": f"onnxruntime {mode}", "isa": isa,
+            "format": ("U8" + fmt.name[2:]) if mode == "dynamic" else fmt.name,
+            "activations": activations, "weights": weights, "format_reason": fmt.why, "excluded_nodes": exclude,
             "calibration_samples": len(calibration_inputs) if mode == "static" else 0}

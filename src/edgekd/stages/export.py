@@ -50,11 +50,26 @@ def run(ctx: Context, cfg) -> Context:
             path = out / f"{name}.fp32.pte"
             _add(ctx, path, "pte", "fp32", export_pte(fp32, ctx.model.example_inputs, path),
                  reference=quantized is not None)
+        _note_static_pte(ctx)
     if "onnx" in formats:
         _export_onnx(ctx, cfg, fp32, quantized, precision)
     if "engine" in formats:
         _export_tensorrt(ctx)
     return ctx
+
+
+def _note_static_pte(ctx: Context) -> None:
+    """The .pte is exported at the example shape: say so where the model declares axes that vary (text)."""
+    varying = {n: a for n, a in ctx.model.dynamic_axes.items() if n in ctx.model.input_names
+               and any(int(axis) > 0 for axis in a)}
+    if varying:
+        shapes = {n: list(t.shape) for n, t in zip(ctx.model.input_names, ctx.model.example_inputs)}
+        for artifact in ctx.artifacts:
+            if artifact.format == "pte":
+                artifact.details["static_shape"] = shapes
+        ctx.decide("export", ".pte inputs", f"static shape {shapes}",
+                   "the .pte is exported at the example shape: pad inputs to it (the ONNX keeps batch and sequence "
+                   "dynamic)")
 
 
 def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
@@ -94,8 +109,10 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
         from edgekd.quant.ort import ort_quantize
 
         details = ort_quantize(fp32_path, int8_path, mode.removeprefix("ort_"), ctx.data.calibration.inputs,
-                               exclude, input_names=ctx.model.input_names)
-        details.update(onnx_export.op_summary(int8_path))
+                               exclude, input_names=ctx.model.input_names, isa=ctx.profile.isa)
+        ctx.decide("export", int8_path.name, f"{details['format']} for isa {ctx.profile.isa}",
+                   details["format_reason"])
+        details.update(onnx_export.op_summary(int8_path), dynamic_axes=onnx_export.dynamic_dims(int8_path))
     details["mode"] = mode
     if mode != "pt2e":
         ctx.decide("export", int8_path.name, f"quantized by onnxruntime ({mode})",

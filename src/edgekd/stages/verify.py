@@ -57,10 +57,29 @@ def run(ctx: Context, cfg) -> Context:
             ctx.decide("verify", artifact.name, "Q/DQ executed as written (onnxruntime graph optimizations BASIC)",
                        f"this ONNX targets {ctx.profile.backend}, not this host's x86 int8 kernels, which saturate "
                        "on AVX2 without VNNI")
+        host_default = None
+        if ctx.profile.backend == "onnxruntime" and artifact.runtime == "onnxruntime" and artifact.precision != "fp32":
+            from edgekd.runtime.onnx_checks import host_runs_isa, target_runner
+
+            if not host_runs_isa(ctx.profile.isa):
+                # this host's int8 kernels are not the target's: gate on what the file computes, report both
+                host_default = parity.compare(task, reference, np.concatenate([runner(s)[0] for s in samples]), labels)
+                runner = target_runner(artifact.path)
+                ctx.decide("verify", artifact.name, "gated on exact int8 execution (no int16 saturation)",
+                           f"this host lacks the profile's isa {ctx.profile.isa}: its default-session int8 kernels "
+                           "differ from the target's (reported as host_default_session)")
         outputs = np.concatenate([runner(s)[0] for s in samples])
         artifact.parity = parity.compare(task, reference, outputs, labels)
         if task in parity.CLASSIFICATION_TASKS:
             predictions[artifact.name] = outputs.argmax(-1)
+        if artifact.runtime == "onnxruntime" and ctx.profile.backend == "onnxruntime":
+            from edgekd.runtime.onnx_checks import onnx_parity_extras
+
+            artifact.parity.update(onnx_parity_extras(ctx, artifact, samples, reference, labels))
+            if host_default is not None:
+                artifact.parity["host_default_session"] = {k: host_default[k] for k in
+                                                           ("cosine_mean", "top1_agreement", "accuracy")
+                                                           if k in host_default}
         if artifact.details.get("role") == "baseline":  # e.g. the PTQ baseline beside a QAT run: measured, not gated
             continue
         if converted is not None and artifact.precision != "fp32":
