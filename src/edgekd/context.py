@@ -85,7 +85,8 @@ class Artifact:
 
 @dataclass
 class Decision:
-    """Something a stage chose not to do, or did differently, and why (house rule 6: nothing is skipped silently)."""
+    """Something a stage chose not to do, or did differently, and why (docs/architecture.md, rule 6: nothing is
+    skipped silently)."""
 
     stage: str
     subject: str

@@ -1,6 +1,7 @@
 """Errors users see, and the exit codes they map to.
 
-House rule 4: exit 0 when every budget holds, 1 when a budget, accuracy or size gate fails, 2 for bad input or a
+Rule 4 of docs/architecture.md: exit 0 when every budget holds, 1 when a budget, accuracy or size gate fails, 2 for
+bad input or a
 tool error. Users get an `EdgekdError` that names the file, the dotted key and what is allowed, never a traceback;
 bugs stay `InternalError` so they are not mistaken for user mistakes.
 """
@@ -90,7 +91,7 @@ def short_repr(value: object, limit: int = 120) -> str:
 
 @dataclass
 class ProblemList:
-    """Collects problems so every one of them is reported at once (house rule 3)."""
+    """Collects problems so every one of them is reported at once (docs/architecture.md, rule 3)."""
 
     items: list[Problem] = field(default_factory=list)
 

@@ -1,6 +1,7 @@
 """The ordered stage list, the prerequisite check that runs before any stage, and per-stage timing.
 
-House rule 1: one stage = one module with one public `run(ctx, cfg)`; their order lives in STAGES below and
+Rule 1 of docs/architecture.md: one stage = one module with one public `run(ctx, cfg)`; their order lives in STAGES
+below and
 nowhere else. A stage is enabled by its recipe section; `requires` names what must be true before the first stage
 starts, so a bad teacher path fails in a second rather than after an hour of training.
 """

@@ -1,6 +1,7 @@
 """Pydantic schemas for recipes and device profiles.
 
-Every model forbids unknown keys (house rule 2): a typo in a recipe must be an error, not a silently ignored
+Every model forbids unknown keys (docs/architecture.md, rule 2): a typo in a recipe must be an error, not a silently
+ignored
 setting. Defaults are chosen so a minimal recipe is a few lines, and everything a run did is in its manifest.
 """
 

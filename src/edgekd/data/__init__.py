@@ -1,4 +1,4 @@
-"""Real data for calibration, training and verification, installed offline from packages (DESIGN.md).
+"""Real data for calibration, training and verification, installed offline from packages (docs/architecture.md).
 
 `load_data` returns disjoint splits; each source lives in its own module and registers itself in SOURCES.
 """

@@ -4,7 +4,7 @@ Modes (stages.ptq.onnx_mode):
 - pt2e:        the converted PT2E model exported as Q/DQ ONNX (same scales as the .pte; QAT scales after QAT).
 - ort_static:  onnxruntime's static QDQ quantization, per-channel, calibrated on the same real samples.
 - ort_dynamic: onnxruntime's dynamic int8 (MatMulInteger): on AVX2 CPUs without VNNI it is the fastest int8 path
-               for transformers (DESIGN.md); activations are quantized per batch at run time.
+               for transformers (docs/architecture.md); activations are quantized per batch at run time.
 - auto:        tensorrt -> pt2e; text models -> ort_dynamic; other models -> ort_static.
 """
 

@@ -1,6 +1,7 @@
 """`edgekd lint MODEL.onnx --target tensorrt`: the readiness lint on the command line.
 
-Exit codes (house rule 4): 0 no errors (warnings are printed), 1 at least one error-level violation, 2 the file is
+Exit codes (docs/architecture.md, rule 4): 0 no errors (warnings are printed), 1 at least one error-level violation,
+2 the file is
 missing or not a readable ONNX, or a bad option. Registered in edgekd/cli.py with main.add_command(lint_command).
 """
 

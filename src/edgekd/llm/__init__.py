@@ -2,7 +2,7 @@
 decoding in each runtime, perplexity on a real corpus, prefill/decode tokens/s.
 
 The pipeline stages dispatch here by task ("causal-lm"). Everything heavy is imported inside the functions so
-`import edgekd.llm` stays cheap (house rule 8).
+`import edgekd.llm` stays cheap (docs/architecture.md, rule 8).
 """
 
 from __future__ import annotations

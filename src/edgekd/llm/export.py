@@ -248,7 +248,7 @@ def gated_mlp_outputs(model) -> list:
 
 def quantize_onnx_int8(src: Path, dst: Path) -> dict:
     """Dynamic int8 on MatMul/Gemm with a constant weight (see the measurements above INT8_METHOD); what was left in
-    fp32 is returned with its reason (house rule 6)."""
+    fp32 is returned with its reason (docs/architecture.md, rule 6)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

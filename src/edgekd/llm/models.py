@@ -35,7 +35,8 @@ def smollm2_gguf_path() -> Path:
 def convert_gguf(gguf: Path, out_dir: Path, force: bool = False) -> Path:
     """Dequantize a GGUF checkpoint into an fp32 safetensors folder (config, tokenizer, weights), once.
 
-    The folder is written under a temporary name and renamed when complete (house rule 9); an existing complete
+    The folder is written under a temporary name and renamed when complete (docs/architecture.md, rule 9); an
+    existing complete
     folder is reused unless `force`, which makes repeated runs cost a load instead of a conversion.
     """
     import shutil

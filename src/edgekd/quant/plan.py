@@ -1,4 +1,4 @@
-"""Per-layer precision as data (house rule 7): exact module name, then `re:` pattern, then `_default`.
+"""Per-layer precision as data (docs/architecture.md, rule 7): exact module name, then `re:` pattern, then `_default`.
 
 The shape is torchao's FqnToConfig: a flat mapping whose keys are module FQNs (as `named_modules()` spells them),
 regular expressions prefixed with `re:` (matched with `re.fullmatch`, tried in file order) and `_default`. A plan is

@@ -1,4 +1,4 @@
-"""Atomic writes (house rule 9): write to a temporary name beside the target, then rename when complete.
+"""Atomic writes (docs/architecture.md, rule 9): write to a temporary name beside the target, then rename when complete.
 
 A crash or a Ctrl-C leaves either the old file or the new one, never half of one.
 """

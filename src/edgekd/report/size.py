@@ -3,7 +3,8 @@
 A size regression is only actionable when it names what grew, so the baseline keeps a per-part breakdown of every
 artifact: for .onnx each initializer (and the bytes per consuming op type), for .pte the program flatbuffer, each
 delegate blob, each constant-segment tensor and each named-data blob (XNNPACK's weights). The baseline is
-rewritten only with --update-baseline (house rule 9: nothing a user made is overwritten without an explicit flag).
+rewritten only with --update-baseline (docs/architecture.md, rule 9: nothing a user made is overwritten without an
+explicit flag).
 
 Tolerance: an artifact regresses when it grows by more than max(tolerance_bytes, tolerance_pct% of its baseline).
 """

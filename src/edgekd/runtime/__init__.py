@@ -2,7 +2,7 @@
 
 One loader per format, each returning a callable `run(inputs: tuple[np.ndarray | Tensor, ...]) -> list[np.ndarray]`.
 verify and the local bench runner both use these, so what is verified is what is timed.
-Heavy imports stay inside the functions (house rule 8).
+Heavy imports stay inside the functions (docs/architecture.md, rule 8).
 """
 
 from __future__ import annotations

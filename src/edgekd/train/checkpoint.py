@@ -1,6 +1,7 @@
 """Checkpoints for --resume: model, projections, optimizer, scheduler, step, epoch, RNG state; written atomically.
 
-A run interrupted at any point leaves either the previous checkpoint or the new one (house rule 9). The training
+A run interrupted at any point leaves either the previous checkpoint or the new one (docs/architecture.md, rule 9).
+The training
 config is fingerprinted: resuming with different hyper-parameters is refused instead of silently mixing two runs.
 """
 
