@@ -60,11 +60,15 @@ class LiveStages:
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                    TimeElapsedColumn)
+        from rich.table import Column
 
-        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True, quiet=quiet),
-                                 transient=False)
-        self.overall = self.progress.add_task("stages", total=total)
+        # the stage's summary last: on a narrow terminal it is what gets cut, never the counts or the time
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[summary]}",
+                                            table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
+                                 console=Console(stderr=True, quiet=quiet), transient=False, expand=True)
+        self.overall = self.progress.add_task("stages", total=total, summary="")
         self.current = None
 
     def __enter__(self) -> LiveStages:
@@ -78,7 +82,7 @@ class LiveStages:
 
     def start(self, name: str, summary: str) -> None:
         self.end()
-        self.current = self.progress.add_task(f"{name}: {summary}", total=None)
+        self.current = self.progress.add_task(name, total=None, summary=summary)
 
     def tick(self) -> None:
         if self.current is not None:
