@@ -128,8 +128,13 @@ class GuardedGroup(click.Group):
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="edgekd")
 @click.option("--debug", is_flag=True, help="print the full traceback of an error (also EDGEKD_DEBUG=1)")
-def main(debug: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True,
+              help="show the libraries' own warnings and log lines (torch, torchao, ExecuTorch, onnxscript); --debug too")
+def main(debug: bool, verbose: bool) -> None:
     """edgekd: take a distilled student network to phones, Jetsons and CPUs, with budgets that gate the result."""
+    from edgekd.report.noise import silence_libraries
+
+    click.get_current_context().call_on_close(silence_libraries(verbose or debug))
 
 
 # ------------------------------------------------------------------------------------------------ export
@@ -209,16 +214,17 @@ def profiles() -> None:
 @handles_errors
 def profiles_list():
     from rich.console import Console
-    from rich.table import Table
 
     from edgekd.config.loading import available_profiles, find_profile, load_any
+    from edgekd.report.console import budget_lines, listing_table
 
-    table = Table("profile", "backend", "precision", "runner", "threads", "budgets")
+    rows = []
     for name in available_profiles():
         prof = load_any(find_profile(name))
-        budgets = ", ".join(f"{k}={v}" for k, v in prof.budgets.model_dump().items() if v is not None)
-        table.add_row(name, prof.backend, prof.precision, prof.runner.kind, str(prof.threads), budgets)
-    Console().print(table)
+        rows.append([name, prof.backend, prof.precision, prof.runner.kind, str(prof.threads),
+                     budget_lines(prof.budgets.model_dump())])
+    Console().print(listing_table({"profile": 14, "backend": 11, "precision": 9, "runner": 6, "threads": 7,
+                                   "budgets": 0}, rows))
 
 
 @profiles.command("show")
@@ -245,16 +251,16 @@ def recipes() -> None:
 @handles_errors
 def recipes_list():
     from rich.console import Console
-    from rich.table import Table
 
     from edgekd.config.loading import available_recipes, load_any
+    from edgekd.report.console import listing_table
 
-    table = Table("recipe", "model", "stages", "description")
+    rows = []
     for path in available_recipes():
         rec = load_any(path)
         enabled = [k for k, v in rec.stages if v is not None and getattr(v, "enabled", True)]
-        table.add_row(str(path.relative_to(path.parents[1])), rec.model.source, " ".join(enabled), rec.description)
-    Console().print(table)
+        rows.append([str(path.relative_to(path.parents[1])), rec.model.source, " ".join(enabled), rec.description])
+    Console().print(listing_table({"recipe": 22, "model": 19, "stages": 15, "description": None}, rows))
 
 
 # Commands of the other areas register themselves below (bench, size, lint, sensitivity, llm).

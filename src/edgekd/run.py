@@ -138,34 +138,16 @@ def _rmdir_quietly(folder: Path) -> None:
 
 
 def _run_with_progress(ctx: Context, skip: tuple[str, ...], quiet: bool) -> Context:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
+    """Stages with live bars on a terminal and plain `[i/n] stage` lines elsewhere (report.progress)."""
     from edgekd.pipeline import planned_stages, run_pipeline
+    from edgekd.report.progress import stage_progress
 
-    console = Console(stderr=True, quiet=quiet)
-    stages = planned_stages(ctx, skip)
-    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
-        overall = progress.add_task("stages", total=len(stages))
-        current = {"task": None}
-
-        def on_stage(name: str, summary: str) -> None:
-            if current["task"] is not None:
-                progress.update(current["task"], completed=progress.tasks[current["task"]].total or 1)
-                progress.advance(overall)
-            current["task"] = progress.add_task(f"{name}: {summary}", total=None)
-
-        def tick() -> None:
-            if current["task"] is not None:
-                progress.advance(current["task"])
-
-        ctx.progress = tick
-        ctx = run_pipeline(ctx, skip, on_stage=on_stage)
-        if current["task"] is not None:
-            progress.update(current["task"], total=1, completed=1)
-            progress.advance(overall)
-    ctx.progress = None
+    with stage_progress(len(planned_stages(ctx, skip)), quiet=quiet) as display:
+        ctx.progress = display.tick
+        try:
+            ctx = run_pipeline(ctx, skip, on_stage=display.start)
+        finally:
+            ctx.progress = None
     return ctx
 
 

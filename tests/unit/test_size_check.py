@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_onnx_grown_by_one_layer_fails_and_names_the_grown_initializers(tmp_path
 
     result, text = size_check("--baseline", baseline, out, "--update-baseline")
     assert result.exit_code == 0 and "baseline created" in text
-    recorded = json.loads(baseline.read_text())["artifacts"]["out/tiny/mlp.onnx"]
+    recorded = json.loads(baseline.read_text())["artifacts"]["tiny/mlp.onnx"]
     assert recorded["parts"]["layers.1.weight"] == 32 * 32 * 4 and recorded["groups"]["Gemm"] == 2 * (32 * 33 * 4)
 
     result, text = size_check("--baseline", baseline, out)
@@ -55,7 +56,7 @@ def test_onnx_grown_by_one_layer_fails_and_names_the_grown_initializers(tmp_path
     assert "layers.0.weight" not in text.split("grown:")[1]  # unchanged tensors are not blamed
     assert "by kind: Gemm 8448 -> 12672 B" in text
     assert baseline.read_bytes() == before  # a failed check never rewrites the baseline
-    assert "| out/tiny/mlp.onnx |" in summary.read_text() and "layers.2.weight (+4096 B)" in summary.read_text()
+    assert "| tiny/mlp.onnx |" in summary.read_text() and "layers.2.weight (+4096 B)" in summary.read_text()
 
     result, text = size_check("--baseline", baseline, out, "--tolerance-pct", "60")
     assert result.exit_code == 0, text  # +50% is within a 60% tolerance
@@ -64,7 +65,7 @@ def test_onnx_grown_by_one_layer_fails_and_names_the_grown_initializers(tmp_path
 
     result, text = size_check("--baseline", baseline, out, "--update-baseline")
     assert result.exit_code == 0 and "baseline updated" in text
-    assert json.loads(baseline.read_text())["artifacts"]["out/tiny/mlp.onnx"]["parts"]["layers.2.weight"] == 4096
+    assert json.loads(baseline.read_text())["artifacts"]["tiny/mlp.onnx"]["parts"]["layers.2.weight"] == 4096
     result, text = size_check("--baseline", baseline, out)
     assert result.exit_code == 0, text
 
@@ -74,7 +75,7 @@ def test_pte_grown_by_one_layer_names_the_grown_delegate_and_weights(tmp_path):
     out = out_with(tmp_path, mlp_pte(tmp_path / "v1" / "mlp.pte", layers=2))
     result, text = size_check("--baseline", baseline, out, "--update-baseline")
     assert result.exit_code == 0, text
-    parts = json.loads(baseline.read_text())["artifacts"]["out/tiny/mlp.pte"]["parts"]
+    parts = json.loads(baseline.read_text())["artifacts"]["tiny/mlp.pte"]["parts"]
     weights = sorted((k.split(" ", 3)[3], v) for k, v in parts.items() if k.startswith("named data "))
     assert weights == [("fp32[32, 32]", 4096)] * 2 + [("fp32[32]", 128)] * 2  # 2 Linear layers in XNNPACK's data
 
@@ -107,3 +108,46 @@ def test_negative_tolerance_is_refused(tmp_path, flag):
     out = out_with(tmp_path, mlp_onnx(tmp_path / "v1" / "mlp.onnx", layers=1))
     result, text = size_check("--baseline", tmp_path / "s.json", out, flag, "-1", "--update-baseline")
     assert result.exit_code == 2 and "tolerances must be >= 0" in text and not (tmp_path / "s.json").exists()
+
+
+def test_baseline_keys_are_artifact_names_whatever_folder_is_checked(tmp_path):
+    """Recorded from out/, checked against a copy in another folder and against the run folder itself: the same
+    artifacts are compared (ok), not reported as all removed and all new."""
+    baseline = tmp_path / "sizes.json"
+    out = out_with(tmp_path, mlp_onnx(tmp_path / "v1" / "mlp.onnx", layers=2))
+    result, text = size_check("--baseline", baseline, out, "--update-baseline")
+    assert result.exit_code == 0, text
+    assert list(json.loads(baseline.read_text())["artifacts"]) == ["tiny/mlp.onnx"]
+    elsewhere = tmp_path / "ci" / "build-42"
+    shutil.copytree(out, elsewhere)
+    for folder in (elsewhere, elsewhere / "tiny", out / "tiny"):
+        result, text = size_check("--baseline", baseline, folder)
+        assert result.exit_code == 0, text
+        assert text.split()[:2] == ["ok", "tiny/mlp.onnx:"], text
+        assert "removed" not in text and "new artifact" not in text, text
+
+
+def test_a_removed_artifact_fails_unless_allowed(tmp_path):
+    baseline = tmp_path / "sizes.json"
+    out = out_with(tmp_path, mlp_onnx(tmp_path / "v1" / "mlp.onnx", layers=2))
+    artifacts_folder(out / "other", mlp_onnx(tmp_path / "v1b" / "mlp.onnx", layers=1), X, name="other")
+    result, text = size_check("--baseline", baseline, out, "--update-baseline")
+    assert result.exit_code == 0, text
+    shutil.rmtree(out / "other")
+    before = baseline.read_bytes()
+    result, text = size_check("--baseline", baseline, out)
+    assert result.exit_code == 1, text
+    assert "removed" in text and "other/mlp.onnx: in the baseline" in text and "are gone" in text
+    result, text = size_check("--baseline", baseline, out, "--allow-removed")
+    assert result.exit_code == 0, text
+    assert "removed" in text and "other/mlp.onnx" in text  # still printed, just not failing
+    assert baseline.read_bytes() == before
+
+
+def test_two_artifacts_with_one_name_are_refused(tmp_path):
+    first = out_with(tmp_path, mlp_onnx(tmp_path / "v1" / "mlp.onnx", layers=1))
+    second = tmp_path / "elsewhere"
+    artifacts_folder(second / "tiny", mlp_onnx(tmp_path / "v2" / "mlp.onnx", layers=2), X)
+    result, text = size_check("--baseline", tmp_path / "s.json", first, second, "--update-baseline")
+    assert result.exit_code == 2 and "two artifacts have the name 'tiny/mlp.onnx'" in text, text
+    assert not (tmp_path / "s.json").exists()

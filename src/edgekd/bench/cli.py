@@ -193,16 +193,18 @@ def size_group() -> None:
 @click.option("--tolerance-pct", type=float, default=0.0, show_default=True, callback=finite,
               help="growth allowed in percent of the baseline (the larger of the two tolerances applies)")
 @click.option("--update-baseline", is_flag=True, help="rewrite the baseline with the current sizes (never by default)")
+@click.option("--allow-removed", is_flag=True, help="pass when an artifact of the baseline is gone (default: exit 1)")
 @handles_errors
-def size_check_command(baseline, outs, tolerance_bytes, tolerance_pct, update_baseline):
+def size_check_command(baseline, outs, tolerance_bytes, tolerance_pct, update_baseline, allow_removed):
     """Compare every artifact under OUT... with the baseline; exit 1 on growth beyond tolerance, naming what grew."""
     from rich.console import Console
 
     from edgekd.report.size import raise_on_regression, size_check
 
-    result = size_check(baseline, list(outs), tolerance_bytes, tolerance_pct, update_baseline)
+    result = size_check(baseline, list(outs), tolerance_bytes, tolerance_pct, update_baseline, allow_removed)
     console = Console(soft_wrap=True)  # one line per artifact in CI logs: tensor names are never wrapped or cut
-    colour = {"regressed": "red", "shrunk": "green", "ok": "green", "new": "yellow", "removed": "yellow"}
+    colour = {"regressed": "red", "shrunk": "green", "ok": "green", "new": "yellow",
+              "removed": "yellow" if allow_removed else "red"}
     for check in result.checks:
         console.print(f"[{colour[check.status]}]{check.status:9}[/] {check.line()}", highlight=False)
         for g in check.groups[:6] if check.status == "regressed" else []:

@@ -62,7 +62,10 @@ def pte_session(path: Path, max_len: int) -> Session:
     import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401 - kernels LLM programs may use
     import executorch.kernels.quantized  # noqa: F401 - quantized embedding kernels
 
-    method = Runtime.get().load_program(Path(path)).load_method("forward")
+    from edgekd.report.noise import native_stderr_quiet
+
+    with native_stderr_quiet():  # the threadpool's cpuinfo probe prints from C++ on the first load
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
 
     def feed(ids, pos):
         out = method.execute([torch.tensor([ids], dtype=torch.long), torch.arange(pos, pos + len(ids))])[0]

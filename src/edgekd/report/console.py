@@ -8,6 +8,7 @@ and an overall verdict that is "unverified", with the reason, when a device budg
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from edgekd.context import Context
@@ -66,3 +67,54 @@ def print_manifest(manifest: dict, folder: Path, title: str = "") -> None:
     colour = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
     console.print(f"[{colour}]verdict: {verdict}[/{colour}]  ({judged} budget checks judged, {open_checks} "
                   f"unverified)  -> {folder}/report.md", highlight=False)
+
+
+# ------------------------------------------------------------------------------------------------ listing tables
+STRONG = re.compile(r"[^/:]*[/:]?")  # break after a folder or a scheme first
+WEAK = re.compile(r"[^_.\- ]*[_.\- ]?")  # then inside a piece still too long
+BUDGET_LABELS = {"latency_p50_ms": "p50 {} ms", "latency_p90_ms": "p90 {} ms", "peak_memory_mb": "memory {} MB",
+                 "artifact_size_mb": "size {} MB", "accuracy_drop": "acc. drop {}",
+                 "prefill_tokens_per_s": "prefill >= {} tok/s", "decode_tokens_per_s": "decode >= {} tok/s",
+                 "perplexity_increase": "perplexity +{}", "min_speedup_vs_fp32": "speedup >= {}x"}
+
+
+def wrap_name(name: str, width: int) -> str:
+    """`name` in lines of at most `width` characters, broken after a separator (/ : _ - . space) and never inside
+    a word: a terminal of 80 columns then shows `efficientnet_lite0/` over `ptq_int8.yaml`, not `efficientnet_lit…`.
+    A piece longer than `width` stays whole."""
+    lines, line = [], ""
+    for strong in filter(None, STRONG.findall(name)):
+        whole = len(strong.rstrip()) <= width
+        if line and (not whole or len(line) + len(strong.rstrip()) > width):  # a split piece starts its own line
+            lines.append(line.rstrip())
+            line = ""
+        for piece in [strong] if whole else filter(None, WEAK.findall(strong)):
+            if line and len(line.rstrip()) + len(piece.rstrip()) > width:
+                lines.append(line.rstrip())
+                line = ""
+            line += piece
+    return "\n".join(lines + ([line.rstrip()] if line else []))
+
+
+def budget_lines(budgets: dict) -> str:
+    """The budgets a profile sets, one per line with its unit (`p50 60 ms`); unset ones are left out."""
+    return "\n".join(BUDGET_LABELS.get(k, k + " {}").format(f"{v:g}" if isinstance(v, float) else v)
+                     for k, v in budgets.items() if v is not None)
+
+
+def listing_table(header: dict[str, int | None], rows: list[list[str]]):
+    """A rich Table whose columns with a width are names wrapped at separators (wrap_name) that never fold; width 0
+    keeps a cell's own lines (never folded); None (descriptions) wraps at spaces in what is left of the terminal."""
+    from rich.table import Table
+
+    table = Table()
+    for index, (title, width) in enumerate(header.items()):
+        if width is None:
+            table.add_column(title, overflow="fold", ratio=1)
+        else:
+            longest = max([len(line) for row in rows
+                           for line in (wrap_name(row[index], width) if width else row[index]).splitlines()] + [1])
+            table.add_column(title, no_wrap=True, min_width=max(longest, len(title)))
+    for row in rows:
+        table.add_row(*[wrap_name(cell, width) if width else cell for cell, width in zip(row, header.values())])
+    return table

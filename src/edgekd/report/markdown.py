@@ -107,6 +107,33 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def grouped_decisions(decisions: list[dict]) -> list[dict]:
+    """Decision rows for report.md with identical (stage, action, reason) grouped into one row: a count and the
+    subjects listed once, in first-seen order (31 layers "quantized after the clamp" are one row, not 31).
+    manifest.json keeps every decision as it was made."""
+    groups: dict[tuple, list[str]] = {}
+    for d in decisions:
+        groups.setdefault((d.get("stage"), d.get("action"), d.get("reason")), []).append(str(d.get("subject")))
+    return [{"stage": stage, "subject": compact_subjects(subjects), "count": len(subjects), "action": action,
+             "reason": reason} for (stage, action, reason), subjects in groups.items()]
+
+
+def compact_subjects(subjects: list[str]) -> str:
+    """`features.0.conv, .1.conv, .2.conv`: each subject after the first drops the dotted prefix it shares with
+    the one before, so a long run of layer names stays short and every name is still there."""
+    out = []
+    for prev, name in zip([None] + subjects, subjects):
+        if prev is not None:
+            a, b = prev.split("."), name.split(".")
+            common = 0
+            while common < min(len(a), len(b)) - 1 and a[common] == b[common]:
+                common += 1
+            if common:
+                name = "." + ".".join(b[common:])
+        out.append(name)
+    return ", ".join(out)
+
+
 def _budget_rows(manifest: dict) -> list[dict]:
     from .manifest import manifest_verdicts
 
@@ -178,8 +205,9 @@ def render_manifest(m: dict) -> str:
                      f"cosine {_fmt(q.get('cosine_mean'))}.\n")
     parts.append(side_by_side(m))
     parts.append("\n## Decisions (nothing skipped silently)\n")
-    parts.append(table([{k: d.get(k) for k in ("stage", "subject", "action", "reason")}
-                        for d in m.get("decisions") or []]))
+    parts.append("Identical decisions share one row with their count; a subject written `.1.conv` continues the "
+                 "one before it (`features.0.conv, .1.conv` is features.0.conv and features.1.conv).\n")
+    parts.append(table(grouped_decisions(m.get("decisions") or [])))
     parts.append("\n## Stage timings\n")
     parts.append(table([{"stage": k, "seconds": f"{v:.1f}"} for k, v in (m.get("timings_s") or {}).items()]))
     for key in ("fuse", "ptq"):

@@ -207,25 +207,40 @@ def breakdown(path: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------ collection
 def collect(outs: list[Path]) -> dict[str, Path]:
-    """Artifacts under each OUT argument, keyed by a stable name: `<OUT name>/<path inside it>` or the file name.
+    """Artifacts under each OUT argument, keyed by artifact name, never by the folder given on the command line.
 
-    A folder with manifest.json contributes the artifacts its manifest lists; other folders every artifact file
-    below them (.onnx, .pte, .engine, ...), skipping hidden temporary files.
+    An artifact of a run (a folder with manifest.json) is `<run>/<path inside the run folder>`, the run being the
+    manifest's recipe name (else its folder's name): `out/tiny`, `out/` and `/tmp/ci-out/` holding the same run
+    give the same keys, so a baseline recorded from one folder compares like for like against another. Other files
+    below OUT are keyed by their path inside OUT; a file given directly by its name. A run folder contributes the
+    artifacts its manifest lists and every artifact file beside it, skipping hidden temporary files.
     """
+    from edgekd.config.loading import read_json
+
     found: dict[str, Path] = {}
+
+    def add(key: str, path: Path) -> None:
+        if key in found and found[key].resolve() != path.resolve():
+            raise EdgekdError(f"two artifacts have the name {key!r}: {found[key]} and {path}", key="OUT",
+                              hint="check each run (or each set of runs with distinct names) against its own "
+                                   "baseline")
+        found[key] = path
+
     for out in outs:
         out = Path(out)
         if out.is_file():
-            found[out.name] = out
+            add(out.name, out)
             continue
         if not out.is_dir():
             raise EdgekdError("not a file or folder", file=str(out), key="OUT")
-        manifests = sorted(out.rglob("manifest.json"))
+        runs: dict[Path, str] = {}
         listed: set[Path] = set()
-        for m in manifests:
-            from edgekd.config.loading import read_json
-
+        for m in sorted(out.rglob("manifest.json")):
+            if any(part.startswith(".") for part in m.relative_to(out).parts):
+                continue  # a staging folder of a run in progress
             manifest = read_json(m, what="manifest")
+            name = (manifest.get("recipe") or {}).get("name") if isinstance(manifest.get("recipe"), dict) else None
+            runs[m.parent.resolve()] = str(name or m.parent.resolve().name)
             for rec in manifest.get("artifacts") or []:
                 if not isinstance(rec, dict):
                     raise EdgekdError("artifact entry must be a JSON object", file=str(m), key="artifacts[]")
@@ -236,9 +251,11 @@ def collect(outs: list[Path]) -> dict[str, Path]:
         files = sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in ARTIFACT_SUFFIXES
                        and not any(part.startswith(".") for part in p.relative_to(out).parts))
         for p in files:
-            if manifests and p.resolve() not in listed and p.suffix in (".bin",):
+            if runs and p.resolve() not in listed and p.suffix in (".bin",):
                 continue
-            found[f"{out.resolve().name}/{p.relative_to(out).as_posix()}"] = p
+            run = next((r for r in p.resolve().parents if r in runs), None)
+            add(f"{runs[run]}/{p.resolve().relative_to(run).as_posix()}" if run is not None
+                else p.relative_to(out).as_posix(), p)
     if not found:
         raise EdgekdError("no artifacts found", file=", ".join(str(o) for o in outs), key="OUT",
                           hint=f"expected files ending in {', '.join(ARTIFACT_SUFFIXES)}")
@@ -365,14 +382,17 @@ class SizeResult:
     checks: list[ArtifactCheck]
     updated: bool
     baseline_existed: bool
+    allow_removed: bool = False
 
     @property
     def regressions(self) -> list[ArtifactCheck]:
-        return [c for c in self.checks if c.status == "regressed"]
+        """What fails the gate: growth beyond the tolerance, and an artifact that is gone (a dropped export or a
+        check pointed at the wrong folder) unless --allow-removed."""
+        return [c for c in self.checks if c.status == "regressed" or (c.status == "removed" and not self.allow_removed)]
 
 
 def size_check(baseline_path: Path, outs: list[Path], tolerance_bytes: int = 0, tolerance_pct: float = 0.0,
-               update_baseline: bool = False) -> SizeResult:
+               update_baseline: bool = False, allow_removed: bool = False) -> SizeResult:
     """Compare every artifact under OUT... with the baseline; rewrite the baseline only when asked."""
     if tolerance_bytes < 0 or tolerance_pct < 0:
         raise EdgekdError("tolerances must be >= 0", key="--tolerance-bytes/--tolerance-pct")
@@ -388,12 +408,12 @@ def size_check(baseline_path: Path, outs: list[Path], tolerance_bytes: int = 0, 
         checks = []
     if update_baseline:
         write_baseline(baseline_path, current)
-    return SizeResult(checks, update_baseline, existed)
+    return SizeResult(checks, update_baseline, existed, allow_removed)
 
 
 def raise_on_regression(result: SizeResult) -> None:
     if result.regressions and not result.updated:
-        raise GateFailed(f"{len(result.regressions)} artifact(s) grew beyond the tolerance: "
+        raise GateFailed(f"{len(result.regressions)} artifact(s) grew beyond the tolerance or are gone: "
                          + " | ".join(c.line() for c in result.regressions))
 
 

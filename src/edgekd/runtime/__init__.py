@@ -29,9 +29,12 @@ def load_pte(path: Path, method: str = "forward") -> Runner:
         import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (LLM .pte files use these kernels)
     except Exception:  # noqa: BLE001 - optional kernels; a .pte that needs them fails loudly below
         pass
+    from edgekd.report.noise import native_stderr_quiet
+
     try:
-        program = Runtime.get().load_program(Path(path))
-        loaded = program.load_method(method)
+        with native_stderr_quiet():  # the threadpool's cpuinfo probe prints from C++ on the first load
+            program = Runtime.get().load_program(Path(path))
+            loaded = program.load_method(method)
     except Exception as exc:  # noqa: BLE001 - the runtime raises bare RuntimeErrors
         raise EdgekdError(f"the ExecuTorch runtime cannot load it: {exc}", file=str(path)) from exc
 

@@ -399,7 +399,8 @@ def _printer(quiet: bool):
 
 
 class EpochBar:
-    """A rich progress bar per epoch (steps, running loss, last eval metric) when no outer progress display runs."""
+    """A rich progress bar per epoch (steps, running loss, last eval metric) when no outer progress display runs
+    and stderr is a terminal; otherwise `progress` stays None and the callers print one line per epoch."""
 
     def __init__(self, stage: str, epochs: int, steps: int, enabled: bool):
         self.stage, self.epochs, self.steps, self.enabled = stage, epochs, steps, enabled
@@ -407,7 +408,9 @@ class EpochBar:
         self.task = None
         self.running = 0.0
         self.count = 0
-        if enabled:
+        from edgekd.report.progress import stderr_is_terminal
+
+        if enabled and stderr_is_terminal():  # elsewhere a live bar leaves a cut-off frame; the callers print lines
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -37,6 +37,9 @@ def train_classifier(module: torch.nn.Module, split, epochs: int, lr: float, see
     optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = -(-len(split) // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    # its own step in the log: minutes inside "load" that would otherwise look like a hang
+    print(f"training the {what}: {epochs} epochs of {steps_per_epoch} steps (cached for later runs)",
+          file=sys.stderr, flush=True)
     bar = EpochBar(f"training the {what}", epochs, steps_per_epoch, enabled=True)
     module.train()
     try:
