@@ -99,7 +99,11 @@ def load_pt2(ref: str, source: ModelSource, base_dir: Path | None, key: str) -> 
     if kwargs:
         raise EdgekdError("programs with keyword inputs are not supported; export with positional inputs",
                           file=str(path), key=key)
-    return _bundle(path.stem, program.module(), tuple(args), source, dynamic_batch=False)
+    unlifted = program.module()
+    # ExportedProgram.module() refuses train()/eval(), which every stage calls: the same graph and weights in a
+    # plain GraphModule behave like any module (and export again as they are).
+    module = torch.fx.GraphModule(unlifted, unlifted.graph)
+    return _bundle(path.stem, module, tuple(args), source, dynamic_batch=False)
 
 
 def _example_from_shape(source: ModelSource, key: str, why: str) -> tuple[torch.Tensor, ...]:
