@@ -330,18 +330,34 @@ def check_recipe_files(recipe: Recipe | None, recipe_file: Path, problems: Probl
     refused here, by `validate` and before any stage, instead of minutes into a run."""
     if recipe is None:
         return
-    from edgekd.data.files import check_source, resolve
-
     base = Path(recipe_file).parent
+
+    def resolve(ref: str) -> Path:
+        path = Path(ref).expanduser()
+        return path if path.is_absolute() else base / path
+
     for key, source in (("model.source", recipe.model), ("teacher.source", recipe.teacher)):
         scheme, _, ref = source.source.partition(":") if source is not None else ("", "", "")
         target = ref.rpartition(":")[0] if scheme == "py" else ref
         if scheme in ("hf", "pt2") or (scheme == "py" and target.endswith(".py")):
-            path = resolve(target, base)
+            path = resolve(target)
             wanted = {"hf": path / "config.json", "pt2": path}.get(scheme, path)
-            if not wanted.is_file():
+            try:
+                missing = not wanted.is_file()
+            except OSError as exc:  # a name too long for the file system
+                problems.add(str(path)[:200], key, f"cannot read: {exc.strerror or exc}")
+                continue
+            if missing:
                 problems.add(str(path), key, f"{'no config.json in the folder' if scheme == 'hf' else 'not found'}")
-    for file, key, message, allowed in check_source(recipe.data, base, recipe.model.input_shape):
+    if recipe.data.source.partition(":")[0] not in ("images", "arrays", "lines"):
+        return  # builtin: and py: data load their own (importing edgekd.data.files would load torch)
+    from edgekd.data.files import check_source
+
+    try:
+        found = check_source(recipe.data, base, recipe.model.input_shape)
+    except OSError as exc:  # a name too long for the file system, a folder without read permission
+        found = [(recipe.data.source, "data.source", f"cannot read: {exc.strerror or exc}", "")]
+    for file, key, message, allowed in found:
         problems.add(file, key, message, allowed=allowed)
 
 
