@@ -61,6 +61,7 @@ def test_cnn_file_with_image_folder(tmp_path, images):
     assert manifest["metrics"]["data"]["source"].startswith("images in")
     recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
     assert recipe["data"]["source"] == f"images:{images.resolve()}" and "recipe.yaml" in result.output
+    assert manifest["recipe"]["path"] == str(folder / "recipe.yaml")
     # the written recipe is a recipe: the next run starts from it
     again = CliRunner().invoke(main, ["validate", str(folder / "recipe.yaml")])
     assert again.exit_code == 0, again.output

@@ -79,7 +79,8 @@ def export_model(model: str, data: str | None, task: str | None, profile: str, o
     """Write the recipe for `--model`, run it like any recipe, and keep it as out/<name>/recipe.yaml.
 
     The recipe is staged as a hidden file beside the output (export_run reads a recipe file and records its hash) and
-    moved into the output folder once that exists; a run that fails before that removes it."""
+    moved into the output folder once that exists, where the manifest then names it; a run that fails before that
+    removes it."""
     import os
 
     import click
@@ -100,7 +101,21 @@ def export_model(model: str, data: str | None, task: str | None, profile: str, o
         final = out_root / recipe["name"] / "recipe.yaml"
         if final.parent.is_dir():
             os.replace(staged, final)
+            _record_recipe_path(final)
             click.echo(f"recipe: {final} (rerun or edit it: edgekd export --recipe {final} --profile {profile})")
         return code
     finally:
         staged.unlink(missing_ok=True)
+
+
+def _record_recipe_path(recipe_file: Path) -> None:
+    """The manifest names the recipe where it now lives (same bytes, so its sha256 stays right)."""
+    import json
+
+    from edgekd.report.atomic import write_json
+
+    manifest_file = recipe_file.parent / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    if isinstance(manifest.get("recipe"), dict):
+        manifest["recipe"]["path"] = str(recipe_file)
+        write_json(manifest_file, manifest)
