@@ -81,3 +81,18 @@ def test_generated_recipe_names_and_defaults(tmp_path):
     (tmp_path / "sentences.txt").write_text("a sentence\n")
     recipe = recipe_for_model(str(tmp_path / "bert"), str(tmp_path / "sentences.txt"), "sentence-embedding")
     assert recipe["model"]["source"].startswith("hf:") and recipe["data"]["source"].startswith("lines:")
+
+
+def test_text_lines_tokenized_with_the_models_tokenizer(tmp_path):
+    from transformers import AutoTokenizer
+
+    from edgekd.models.builtin import minilm_folder
+
+    (tmp_path / "sentences.txt").write_text("the film is a joy\n\n  a dull, lifeless script  \nit rains\n")
+    bundle = ModelBundle(name="m", task="sentence-embedding", module=torch.nn.Identity(),
+                         example_inputs=(torch.zeros(1, 16, dtype=torch.long),) * 2, input_names=["ids", "mask"],
+                         meta={"tokenizer": AutoTokenizer.from_pretrained(minilm_folder()), "seq_len": 16})
+    data = load_data(DataConfig(source="lines:sentences.txt"), bundle, base_dir=tmp_path)
+    samples = data.eval.inputs + data.calibration.inputs
+    assert len(samples) == 3 and all(ids.shape == (1, 16) and mask.shape == (1, 16) for ids, mask in samples)
+    assert sorted(int(mask.sum()) for _, mask in samples) == [4, 7, 7]  # [CLS] + tokens + [SEP]; the blank line dropped
