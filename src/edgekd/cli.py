@@ -151,9 +151,17 @@ def main(debug: bool, verbose: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a recipe key (stages.bench.runs=10) or a profile key (profile.threads=2)")
 @click.option("--strict", is_flag=True, help="exit 1 when a budget is unverified (not measured on the device)")
+@click.option("--model", "-m", "model", default=None, metavar="PATH",
+              help="your model instead of a recipe: a Hugging Face folder, FILE.py:factory or FILE.pt2; the recipe "
+                   "used is written to out/<name>/recipe.yaml")
+@click.option("--data", default=None, metavar="PATH",
+              help="with --model: a folder of images, FILE.npy/.npz or FILE.txt (default: built-in real data)")
+@click.option("--task", default=None, type=click.Choice(["image-classification", "sentence-embedding",
+                                                         "text-classification"]),
+              help="with --model: the task (default: image-classification; HF folders: detected)")
 @handles_errors
-def export(profile, recipe, out_root, force, resume, device, skip, overrides, strict):
-    """Run a recipe for a device profile: stages, artifacts, verification, benchmark, verdict."""
+def export(profile, recipe, out_root, force, resume, device, skip, overrides, strict, model, data, task):
+    """Run a recipe (or --model) for a device profile: stages, artifacts, verification, benchmark, verdict."""
     import signal
 
     from edgekd.run import DEFAULT_RECIPE, export_run
@@ -162,6 +170,16 @@ def export(profile, recipe, out_root, force, resume, device, skip, overrides, st
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminated)
+    if model is None and (data is not None or task is not None):
+        raise EdgekdError("--data and --task go with --model; a recipe names its data in its data section",
+                          key="--data" if data is not None else "--task")
+    if model is not None:
+        if recipe is not None:
+            raise EdgekdError("give --model or --recipe, not both", key="--model")
+        from edgekd.config.generate import export_model
+
+        sys.exit(export_model(model, data, task, profile, out_root, force=force, resume=resume, device=device,
+                              skip=tuple(skip), overrides=list(overrides), strict=strict))
     code = export_run(recipe or DEFAULT_RECIPE, profile, out_root, force=force, resume=resume, device=device,
                       skip=tuple(skip), overrides=list(overrides), strict=strict)
     sys.exit(code)

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 # Before torch loads its OpenMP runtime: with the default (active) wait policy, idle OpenMP workers spin, and on a
 # shared 2-core box another busy process turns that into 10-20x slower eager runs (measured here on MiniLM at batch 1:
@@ -37,7 +38,7 @@ def measure_eager(recipe: str, profile: str, inputs_path: str, warmup: int, runs
     rec, _prof, _rf, _pf = load_recipe_and_profile(recipe, profile, [])
     before = memory_snapshot()
     t0 = time.perf_counter()
-    module = load_bundle(rec.model, rec.data, key="model.source").module.eval()
+    module = load_bundle(rec.model, rec.data, key="model.source", base_dir=Path(recipe).parent).module.eval()
     load_ms = (time.perf_counter() - t0) * 1000
     latencies = []
     with torch.inference_mode():

@@ -305,6 +305,7 @@ def load_recipe_and_profile(recipe_path: str | Path, profile: str, overrides: li
     recipe = profile_obj = None
     if recipe_data is not None:
         recipe = validate(Recipe, apply_overrides(recipe_data, recipe_overrides), str(recipe_file), problems)
+        check_recipe_files(recipe, recipe_file, problems)
     if profile_data is not None:
         profile_obj = validate(Profile, apply_overrides(profile_data, profile_overrides), str(profile_file), problems)
     problems.raise_if_any("invalid configuration")
@@ -318,8 +319,46 @@ def load_any(path: Path) -> BaseModel:
     problems.raise_if_any(f"cannot read {path}")
     is_profile = "device_profiles" in path.parts or ("backend" in data and "model" not in data)
     obj = validate(Profile if is_profile else Recipe, data, str(path), problems)
+    if not is_profile:
+        check_recipe_files(obj, path, problems)
     problems.raise_if_any(f"invalid {'profile' if is_profile else 'recipe'}")
     return obj
+
+
+def check_recipe_files(recipe: Recipe | None, recipe_file: Path, problems: ProblemList) -> None:
+    """The files a recipe names (model and data paths, relative to its folder) exist and hold what export loads:
+    refused here, by `validate` and before any stage, instead of minutes into a run."""
+    if recipe is None:
+        return
+    base = Path(recipe_file).parent
+
+    def resolve(ref: str) -> Path:
+        path = Path(ref).expanduser()
+        return path if path.is_absolute() else base / path
+
+    for key, source in (("model.source", recipe.model), ("teacher.source", recipe.teacher)):
+        scheme, _, ref = source.source.partition(":") if source is not None else ("", "", "")
+        target = ref.rpartition(":")[0] if scheme == "py" else ref
+        if scheme in ("hf", "pt2") or (scheme == "py" and target.endswith(".py")):
+            path = resolve(target)
+            wanted = {"hf": path / "config.json", "pt2": path}.get(scheme, path)
+            try:
+                missing = not wanted.is_file()
+            except OSError as exc:  # a name too long for the file system
+                problems.add(str(path)[:200], key, f"cannot read: {exc.strerror or exc}")
+                continue
+            if missing:
+                problems.add(str(path), key, f"{'no config.json in the folder' if scheme == 'hf' else 'not found'}")
+    if recipe.data.source.partition(":")[0] not in ("images", "arrays", "lines"):
+        return  # builtin: and py: data load their own (importing edgekd.data.files would load torch)
+    from edgekd.data.files import check_source
+
+    try:
+        found = check_source(recipe.data, base, recipe.model.input_shape)
+    except OSError as exc:  # a name too long for the file system, a folder without read permission
+        found = [(recipe.data.source, "data.source", f"cannot read: {exc.strerror or exc}", "")]
+    for file, key, message, allowed in found:
+        problems.add(file, key, message, allowed=allowed)
 
 
 def file_sha256(path: Path) -> str:

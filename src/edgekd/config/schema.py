@@ -38,25 +38,37 @@ FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(_f
 
 # ----------------------------------------------------------------------------------------------------- recipe
 class ModelSource(Strict):
-    """Where a network comes from: `builtin:NAME`, `hf:PATH` (a local Hugging Face folder) or `py:module:function`."""
+    """Where a network comes from: `builtin:NAME`, `hf:PATH` (a local Hugging Face folder), `py:module:function`,
+    `py:FILE.py:function` (a Python file, imported by path) or `pt2:FILE.pt2` (a saved torch.export program).
+
+    Relative paths are relative to the recipe's folder, which is also on the import path for `py:module:function`.
+    A factory returns a ModelBundle, `(nn.Module, example_inputs)`, or an nn.Module whose input shape is
+    `input_shape`: the shape is needed to export, and the factory or the recipe is where the user knows it."""
 
     source: str
     task: Task | None = None
     num_labels: int | None = Field(default=None, ge=1)
     kwargs: dict = Field(default_factory=dict)
+    input_shape: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=8)
     # Python files in an hf: folder (config.json auto_map) run only when this is true: off, a folder's code never
     # runs and nothing asks on stdin.
     trust_remote_code: bool = False
 
     @model_validator(mode="after")
     def _known_scheme(self):
-        if not self.source.startswith(("builtin:", "hf:", "py:")):
-            raise ValueError(f"source {self.source!r} must start with builtin:, hf: or py:")
+        if not self.source.startswith(("builtin:", "hf:", "py:", "pt2:")):
+            raise ValueError(f"source {self.source!r} must start with builtin:, hf:, py: or pt2:")
         return self
 
 
 class DataConfig(Strict):
-    """The real data a run calibrates, trains and verifies on; splits never overlap."""
+    """The real data a run calibrates, trains and verifies on; splits never overlap.
+
+    `source` is `builtin:NAME`, `py:module:function`, or a file of the user's (edgekd.data.files): `images:FOLDER`
+    (short side resized to `resize`, centre-cropped to the model input's height x width, scaled to 0..1, then
+    `(x - mean) / std` per channel), `arrays:FILE.npy|.npz` (model inputs as stored, optional `labels`) or
+    `lines:FILE.txt` (one sentence per line, tokenized by the model's tokenizer). Relative paths: the recipe's folder.
+    """
 
     source: str
     calibration_samples: int = Field(default=64, ge=1)
@@ -65,6 +77,9 @@ class DataConfig(Strict):
     batch_size: int = Field(default=8, ge=1)
     seq_len: int = Field(default=128, ge=8)
     image_size: int = Field(default=224, ge=32)
+    resize: int | None = Field(default=None, ge=8)  # images: short side before the centre crop; None: the crop's
+    mean: list[float] | None = Field(default=None, min_length=1, max_length=4)  # images: per channel, 0..1 scale
+    std: list[Annotated[float, Field(gt=0)]] | None = Field(default=None, min_length=1, max_length=4)
     seed: int = 0
 
 

@@ -9,7 +9,9 @@ from edgekd.config.schema import DataConfig
 from edgekd.context import Data, ModelBundle
 from edgekd.errors import EdgekdError
 
-from . import fashion, images, text
+from pathlib import Path
+
+from . import fashion, files, images, text
 
 SOURCES = {
     "photo_crops": images.photo_crops,
@@ -21,8 +23,11 @@ SOURCES = {
 }
 
 
-def load_data(cfg: DataConfig, bundle: ModelBundle, key: str = "data.source") -> Data:
+def load_data(cfg: DataConfig, bundle: ModelBundle, key: str = "data.source", base_dir: Path | None = None) -> Data:
+    """`base_dir`: the recipe's folder, where relative paths of images:, arrays: and lines: sources are found."""
     scheme, _, ref = cfg.source.partition(":")
+    if scheme in files.SCHEMES:
+        return files.load(cfg, bundle, base_dir)
     if scheme == "builtin" and ref in SOURCES:
         return SOURCES[ref](cfg, bundle)
     if scheme == "py":
@@ -38,4 +43,5 @@ def load_data(cfg: DataConfig, bundle: ModelBundle, key: str = "data.source") ->
             raise EdgekdError(f"{ref} returned {type(data).__name__}, expected edgekd.context.Data", key=key)
         return data
     raise EdgekdError("unknown data source", key=key, value=None,
-                      hint=f"allowed: {', '.join('builtin:' + s for s in SOURCES)}, py:module:function")
+                      hint=f"allowed: {', '.join('builtin:' + s for s in SOURCES)}, py:module:function, "
+                           "images:FOLDER, arrays:FILE.npy|.npz, lines:FILE.txt")

@@ -6,19 +6,18 @@ tensor, so every later stage is architecture-agnostic (docs/architecture.md, rul
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-
-import torch
 
 from edgekd.config.schema import DataConfig, ModelSource
 from edgekd.context import ModelBundle
 from edgekd.errors import EdgekdError
 
-from . import builtin
+from . import builtin, files
 
 
-def load_bundle(source: ModelSource, data_cfg: DataConfig, key: str = "model.source") -> ModelBundle:
+def load_bundle(source: ModelSource, data_cfg: DataConfig, key: str = "model.source",
+                base_dir: Path | None = None) -> ModelBundle:
+    """`base_dir`: the recipe's folder, where relative paths of hf:, py: and pt2: sources are found."""
     scheme, _, ref = source.source.partition(":")
     if scheme == "builtin":
         factory = builtin.BUILTINS.get(ref)
@@ -28,11 +27,13 @@ def load_bundle(source: ModelSource, data_cfg: DataConfig, key: str = "model.sou
     elif scheme == "hf":
         from .hf import load_hf_folder
 
-        bundle = load_hf_folder(Path(ref), data_cfg, source, key=key)
+        bundle = load_hf_folder(files.resolve(ref, base_dir), data_cfg, source, key=key)
     elif scheme == "py":
-        bundle = _load_python(ref, data_cfg, source, key)
+        bundle = _load_python(ref, data_cfg, source, key, base_dir)
+    elif scheme == "pt2":
+        bundle = files.load_pt2(ref, source, base_dir, key)
     else:  # the schema already rejects this; kept for direct callers
-        raise EdgekdError("unknown model source scheme", key=key, hint="allowed: builtin:, hf:, py:")
+        raise EdgekdError("unknown model source scheme", key=key, hint="allowed: builtin:, hf:, py:, pt2:")
     if source.task and source.task != bundle.task:
         raise EdgekdError(f"recipe says task {source.task!r} but the model is a {bundle.task!r} model",
                           key=key.replace("source", "task"))
@@ -71,21 +72,9 @@ def call_with_kwargs(fn, args: tuple, kwargs: dict, what: str, key: str):
                           key=kw_key) from exc
 
 
-def _load_python(ref: str, data_cfg: DataConfig, source: ModelSource, key: str) -> ModelBundle:
-    """`py:package.module:function` -> the function returns a ModelBundle (or an nn.Module plus example inputs)."""
-    module_name, _, fn_name = ref.rpartition(":")
-    if not module_name or not fn_name:
-        raise EdgekdError("python source must be py:module:function", key=key, hint="e.g. py:mypkg.models:build")
-    try:
-        fn = getattr(importlib.import_module(module_name), fn_name)
-    except (ImportError, AttributeError) as exc:
-        raise EdgekdError(f"cannot import {ref}: {exc}", key=key) from exc
+def _load_python(ref: str, data_cfg: DataConfig, source: ModelSource, key: str,
+                 base_dir: Path | None) -> ModelBundle:
+    """`py:package.module:function` or `py:FILE.py:function` (see edgekd.models.files)."""
+    fn, name = files.import_factory(ref, base_dir, key)
     result = call_with_kwargs(fn, (), source.kwargs, source.source, key)
-    if isinstance(result, ModelBundle):
-        return result
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module):
-        module, example = result
-        example = example if isinstance(example, tuple) else (example,)
-        return ModelBundle(name=fn_name, task=source.task or "image-classification", module=module,
-                           example_inputs=example, input_names=[f"input_{i}" for i in range(len(example))])
-    raise EdgekdError(f"{ref} returned {type(result).__name__}; expected a ModelBundle or (nn.Module, inputs)", key=key)
+    return files.bundle_from_result(result, name, source, key)

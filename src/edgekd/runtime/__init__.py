@@ -39,7 +39,9 @@ def load_pte(path: Path, method: str = "forward") -> Runner:
         raise EdgekdError(f"the ExecuTorch runtime cannot load it: {exc}", file=str(path)) from exc
 
     def run(inputs: Sequence) -> list:
-        tensors = [x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)) for x in inputs]
+        # contiguous: the runtime reads a permuted tensor's strides as a channels-last dim order (wrong shapes)
+        tensors = [x.contiguous() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+                   for x in inputs]
         return [_as_numpy(o) for o in loaded.execute(tensors)]
 
     return run

@@ -17,15 +17,16 @@ from edgekd.models import load_bundle
 
 def run(ctx: Context, cfg=None) -> Context:
     torch.manual_seed(ctx.recipe.seed)
+    base = ctx.recipe_path.parent if ctx.recipe_path is not None else None  # relative paths: the recipe's folder
     try:
-        ctx.model = load_bundle(ctx.recipe.model, ctx.recipe.data, key="model.source")
+        ctx.model = load_bundle(ctx.recipe.model, ctx.recipe.data, key="model.source", base_dir=base)
         if ctx.recipe.teacher is not None:
-            ctx.teacher = load_bundle(ctx.recipe.teacher, ctx.recipe.data, key="teacher.source")
+            ctx.teacher = load_bundle(ctx.recipe.teacher, ctx.recipe.data, key="teacher.source", base_dir=base)
     except EdgekdError as exc:
         if not exc.file and ctx.recipe_path is not None:  # a key of the recipe: name the recipe file
             exc.file = str(ctx.recipe_path)
         raise
-    ctx.data = load_data(ctx.recipe.data, ctx.model)
+    ctx.data = load_data(ctx.recipe.data, ctx.model, base_dir=base)
     if ctx.data.calibration.inputs:
         first = ctx.data.calibration.inputs[0]
         # A real sample exports more faithfully than zeros (masks, value ranges) and fixes the static shapes.
