@@ -32,10 +32,14 @@ class NonFloatGuard:
         self.dropped: list[str] = []
         self.repaired: list[str] = []
         self.clamps_fused: list[str] = []
+        self.pads_shared: list[str] = []
+        self.kept_float: list[str] = []
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = self.inner.annotate(model)
         self.clamps_fused = fuse_clamp_annotations(model)
+        self.pads_shared = share_pad_annotations(model)
+        self.kept_float = keep_float_between_float_layers(model)
         for node in model.graph.nodes:
             if "quantization_annotation" not in node.meta:
                 continue
@@ -72,7 +76,8 @@ class NonFloatGuard:
         return getattr(self.inner, name)
 
 
-CLAMP_OPS = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default}
+CLAMP_OPS = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.relu6.default,
+             torch.ops.aten.relu6_.default, torch.ops.aten.clamp.default}
 CLAMPED_PRODUCERS = {torch.ops.aten.conv2d.default, torch.ops.aten.conv1d.default, torch.ops.aten.linear.default,
                      torch.ops.aten.add.Tensor}
 
@@ -103,6 +108,107 @@ def fuse_clamp_annotations(model: torch.fx.GraphModule) -> list[str]:
         annotation.output_qspec = None
         moved.append(node.name)
     return moved
+
+
+PAD_OPS = {torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default}
+LAYER_OPS = {torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.conv_transpose1d.default,
+             torch.ops.aten.conv_transpose2d.input, torch.ops.aten.linear.default}
+
+
+def _is_zero_pad(node: torch.fx.Node) -> bool:
+    if node.target == torch.ops.aten.pad.default:
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
+        return mode == "constant" and not value
+    value = node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0.0)
+    return not value
+
+
+def share_pad_annotations(model: torch.fx.GraphModule) -> list[str]:
+    """Quantize a zero pad with its input's scale, so it runs in int8 between two int8 ops.
+
+    XNNPACKQuantizer leaves pads alone: EfficientNet's "same" padding (17 pads, one in front of every depthwise
+    conv) then ran as dq -> fp32 pad -> q, a Convert and a float copy per block (ETDump: `Constant Pad (ND, X32)`
+    beside `Convert (NC)`). Sharing the producer's quantization makes it an int8 pad that XNNPACK folds into the
+    next convolution; zero is exact on any int8 grid (it is the zero point). Returns the pads annotated.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec, SharedQuantizationSpec
+
+    key, shared = "quantization_annotation", []
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in PAD_OPS or key in node.meta or not _is_zero_pad(node):
+            continue
+        producer = node.args[0]
+        if not isinstance(producer, torch.fx.Node):
+            continue
+        annotation = producer.meta.get(key)
+        consumer = next(iter(node.users)) if len(node.users) == 1 else None
+        wanted = consumer.meta[key].input_qspec_map.get(node) if consumer is not None and key in consumer.meta else None
+        if annotation is not None and annotation.output_qspec is not None:
+            spec = SharedQuantizationSpec(producer)
+            inputs, output = {producer: spec}, spec
+        elif isinstance(wanted, QuantizationSpec):  # a float input (the image) padded for an int8 conv: quantize
+            inputs, output = {producer: wanted}, SharedQuantizationSpec((producer, node))  # before the pad
+        else:
+            continue
+        node.meta[key] = QuantizationAnnotation(input_qspec_map=inputs, output_qspec=output, _annotated=True)
+        shared.append(node.name)
+    return shared
+
+
+def keep_float_between_float_layers(model: torch.fx.GraphModule) -> list[str]:
+    """Leave unquantized the ops that only connect layers a precision plan keeps in float.
+
+    The quantizer annotates every residual `add` (and pooling, cat, mul) it finds, wherever the layers around it
+    sit; between two fp32 layers that quantized add cost a Q/DQ pair on each side and int8 rounding inside an fp32
+    island. An op whose every floating-point input comes from a float layer (or from such an op) stays float, so an
+    fp32 island adds only the conversions at its borders. Graph inputs do not count as float layers: an all-int8
+    model is annotated exactly as before. Returns the nodes left in float.
+    """
+    key = "quantization_annotation"
+    float_values: set[torch.fx.Node] = set()
+    dropped: list[torch.fx.Node] = []
+    for node in model.graph.nodes:
+        if node.op != "call_function":
+            continue
+        annotated = key in node.meta
+        if node.target in LAYER_OPS:
+            if not annotated:
+                float_values.add(node)
+            continue
+        inputs = [a for a in node.all_input_nodes if _is_float(a) and a.op != "get_attr"]
+        if not inputs or not all(a in float_values for a in inputs):
+            continue
+        float_values.add(node)
+        if annotated:
+            del node.meta[key]
+            dropped.append(node)
+    _drop_shared_with(model, set(dropped), dropped)
+    return [n.name for n in dropped]
+
+
+def _drop_shared_with(model: torch.fx.GraphModule, gone: set, dropped: list) -> None:
+    """Annotations that share an observer with a node left unannotated would point at nothing: drop them too."""
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    def refers(spec) -> bool:
+        if not isinstance(spec, SharedQuantizationSpec):
+            return False
+        target = spec.edge_or_node  # a node's output lives in its annotation, an edge (x, n) in n's
+        return (target[1] if isinstance(target, tuple) else target) in gone
+
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.nodes:
+            annotation = node.meta.get("quantization_annotation")
+            if annotation is None:
+                continue
+            if refers(annotation.output_qspec) or any(refers(s) for s in annotation.input_qspec_map.values()):
+                del node.meta["quantization_annotation"]
+                gone.add(node)
+                dropped.append(node)
+                changed = True
 
 
 def _observed_range(module: torch.nn.Module) -> tuple[float, float] | None:
