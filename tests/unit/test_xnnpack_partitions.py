@@ -1,4 +1,4 @@
-"""A Conv + ReLU6 net with EfficientNet's "same" zero pads lowers to ONE XNNPACK partition of int8 convolutions
+"""A Conv + ReLU6 net (all three spellings) with EfficientNet's "same" zero pads lowers to ONE XNNPACK partition of int8 convolutions
 with the clamp fused (no Clamp, no pad, no Convert inside), all-int8 and with a layer kept in fp32.
 
 Checked in the ExecuTorch runtime itself: the ETDump lists the XNNPACK operators that actually ran.
@@ -28,9 +28,9 @@ class SamePadNet(torch.nn.Module):
         self.act = torch.nn.ReLU6()
 
     def forward(self, x):
-        x = self.act(self.stem(x))
-        x = self.act(self.dw(self.pad(x)))
-        x = self.act(self.pw(self.pad2(x)))
+        x = self.act(self.stem(x))  # the three spellings of ReLU6: nn.ReLU6 (hardtanh), F.relu6, clamp(0, 6)
+        x = torch.nn.functional.relu6(self.dw(self.pad(x)))
+        x = self.pw(self.pad2(x)).clamp(0, 6)
         return x + self.project(x)
 
 

@@ -57,6 +57,7 @@ class NonFloatGuard:
         on integer arithmetic (`arange + 0` in HF mask code) that silently makes an index tensor float. Cast such
         constants back to the integer dtype of the tensor they are combined with."""
         model = self.inner.transform_for_annotation(model)
+        clamps_as_hardtanh(model)
         for node in model.graph.nodes:
             if node.op != "get_attr":
                 continue
@@ -80,6 +81,16 @@ CLAMP_OPS = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, 
              torch.ops.aten.relu6_.default, torch.ops.aten.clamp.default}
 CLAMPED_PRODUCERS = {torch.ops.aten.conv2d.default, torch.ops.aten.conv1d.default, torch.ops.aten.linear.default,
                      torch.ops.aten.add.Tensor}
+
+
+def clamps_as_hardtanh(model: torch.fx.GraphModule) -> None:
+    """`x.clamp(lo, hi)` with constant bounds is hardtanh(x, lo, hi), the form XNNPACK fuses into the conv before
+    it; left as clamp, the quantized conv -> clamp -> q pattern is not partitioned at all and the export fails on
+    the portable kernels' missing dequantize_per_channel."""
+    for node in model.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.clamp.default and len(node.args) == 3 \
+                and all(isinstance(b, (int, float)) for b in node.args[1:]) and not node.kwargs:
+            node.target = torch.ops.aten.hardtanh.default
 
 
 def fuse_clamp_annotations(model: torch.fx.GraphModule) -> list[str]:
