@@ -33,13 +33,11 @@ class NonFloatGuard:
         self.repaired: list[str] = []
         self.clamps_fused: list[str] = []
         self.pads_shared: list[str] = []
-        self.kept_float: list[str] = []
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = self.inner.annotate(model)
         self.clamps_fused = fuse_clamp_annotations(model)
         self.pads_shared = share_pad_annotations(model)
-        self.kept_float = keep_float_between_float_layers(model)
         for node in model.graph.nodes:
             if "quantization_annotation" not in node.meta:
                 continue
@@ -122,8 +120,6 @@ def fuse_clamp_annotations(model: torch.fx.GraphModule) -> list[str]:
 
 
 PAD_OPS = {torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default}
-LAYER_OPS = {torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.conv_transpose1d.default,
-             torch.ops.aten.conv_transpose2d.input, torch.ops.aten.linear.default}
 
 
 def _is_zero_pad(node: torch.fx.Node) -> bool:
@@ -165,61 +161,6 @@ def share_pad_annotations(model: torch.fx.GraphModule) -> list[str]:
         node.meta[key] = QuantizationAnnotation(input_qspec_map=inputs, output_qspec=output, _annotated=True)
         shared.append(node.name)
     return shared
-
-
-def keep_float_between_float_layers(model: torch.fx.GraphModule) -> list[str]:
-    """Leave unquantized the ops that only connect layers a precision plan keeps in float.
-
-    The quantizer annotates every residual `add` (and pooling, cat, mul) it finds, wherever the layers around it
-    sit; between two fp32 layers that quantized add cost a Q/DQ pair on each side and int8 rounding inside an fp32
-    island. An op whose every floating-point input comes from a float layer (or from such an op) stays float, so an
-    fp32 island adds only the conversions at its borders. Graph inputs do not count as float layers: an all-int8
-    model is annotated exactly as before. Returns the nodes left in float.
-    """
-    key = "quantization_annotation"
-    float_values: set[torch.fx.Node] = set()
-    dropped: list[torch.fx.Node] = []
-    for node in model.graph.nodes:
-        if node.op != "call_function":
-            continue
-        annotated = key in node.meta
-        if node.target in LAYER_OPS:
-            if not annotated:
-                float_values.add(node)
-            continue
-        inputs = [a for a in node.all_input_nodes if _is_float(a) and a.op != "get_attr"]
-        if not inputs or not all(a in float_values for a in inputs):
-            continue
-        float_values.add(node)
-        if annotated:
-            del node.meta[key]
-            dropped.append(node)
-    _drop_shared_with(model, set(dropped), dropped)
-    return [n.name for n in dropped]
-
-
-def _drop_shared_with(model: torch.fx.GraphModule, gone: set, dropped: list) -> None:
-    """Annotations that share an observer with a node left unannotated would point at nothing: drop them too."""
-    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
-
-    def refers(spec) -> bool:
-        if not isinstance(spec, SharedQuantizationSpec):
-            return False
-        target = spec.edge_or_node  # a node's output lives in its annotation, an edge (x, n) in n's
-        return (target[1] if isinstance(target, tuple) else target) in gone
-
-    changed = True
-    while changed:
-        changed = False
-        for node in model.graph.nodes:
-            annotation = node.meta.get("quantization_annotation")
-            if annotation is None:
-                continue
-            if refers(annotation.output_qspec) or any(refers(s) for s in annotation.input_qspec_map.values()):
-                del node.meta["quantization_annotation"]
-                gone.add(node)
-                dropped.append(node)
-                changed = True
 
 
 def _observed_range(module: torch.nn.Module) -> tuple[float, float] | None:

@@ -52,9 +52,6 @@ def record_quantizer_decisions(ctx: Context, stage: str, quantizer, skip: list[s
     for node in quantizer.pads_shared:
         ctx.decide(stage, node, "zero pad quantized with its input's scale", "runs as an int8 pad that XNNPACK folds "
                    "into the next convolution, instead of Convert -> fp32 pad -> Convert")
-    for node in quantizer.kept_float:
-        ctx.decide(stage, node, "kept in floating point", "every input comes from a layer the plan keeps in float: "
-                   "quantizing it would only add Q/DQ inside the fp32 island")
     for node in quantizer.repaired:
         ctx.decide(stage, node, "constant kept integer",
                    "the quantizer's scalar-to-tensor transform made an integer index constant float")
