@@ -2,7 +2,8 @@
 
 `plain_executorch_pte` is the ExecuTorch flow from its XNNPACK quantization tutorial, with nothing of edgekd's in
 it: XNNPACKQuantizer with the symmetric per-channel config on every layer, prepare_pt2e / calibrate / convert_pt2e,
-one XnnpackPartitioner (only the file write is edgekd's). edgekd's int8 .pte must be no slower than this one at equal or better parity.
+one XnnpackPartitioner (only the file write is edgekd's). edgekd's int8 .pte must be no slower than this one, at
+equal or better parity.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""A Conv + ReLU6 net (all three spellings) with EfficientNet's "same" zero pads lowers to ONE XNNPACK partition of int8 convolutions
-with the clamp fused (no Clamp, no pad, no Convert inside), all-int8 and with a layer kept in fp32.
+"""A Conv + ReLU6 net (all three spellings) with EfficientNet's "same" zero pads lowers to ONE XNNPACK partition of
+int8 convolutions with the clamp fused (no Clamp, no pad, no Convert inside), all-int8 and with a layer in fp32.
 
 Checked in the ExecuTorch runtime itself: the ETDump lists the XNNPACK operators that actually ran.
 """

@@ -44,8 +44,9 @@ def partitioners(two_pass: bool = False) -> list:
 
     `two_pass` is the fallback if that lowering fails: quantized patterns first, then an fp32 pass. Each precision
     change then cuts the graph (measured: 36 partitions on EfficientNet-Lite0 with its stem kept in fp32, each
-    with a delegate call and Transpose/Convert at its borders). The one failure seen (ExecuTorch's InsertPadQDQPass gave an fp32 conv a quantized input: "Weight
-    and Input should both be quantized") no longer happens now that pads carry their own Q/DQ.
+    with a delegate call and Transpose/Convert at its borders). The one failure seen (ExecuTorch's InsertPadQDQPass
+    gave an fp32 conv a quantized input: "Weight and Input should both be quantized") no longer happens now that
+    pads carry their own Q/DQ.
     """
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
     from executorch.backends.xnnpack.partition.config.generic_node_configs import ConstantPadConfig
