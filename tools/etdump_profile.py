@@ -36,7 +36,7 @@ def report(pte: Path, args) -> str:
 
     events = profile_pte(pte, load_inputs(args.inputs, pte), runs=args.runs, threads=args.threads)
     delegated = sum(e.p50_ms for e in events if e.delegated)
-    lines = [f"## {pte.name}: {partitions(events)} partition(s), delegated ops {delegated:.2f} ms "
+    lines = [f"## {pte}: {partitions(events)} partition(s), delegated ops {delegated:.2f} ms "
              f"(sum of per-op p50 over {args.runs} runs, {args.threads or 'default'} threads)", "",
              "| op | count | p50 ms (sum) | share |", "|---|---:|---:|---:|"]
     for row in summarize(events)[: args.top]:
