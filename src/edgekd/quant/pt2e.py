@@ -154,8 +154,9 @@ def share_pad_annotations(model: torch.fx.GraphModule) -> list[str]:
         if annotation is not None and annotation.output_qspec is not None:
             spec = SharedQuantizationSpec(producer)
             inputs, output = {producer: spec}, spec
-        elif isinstance(wanted, QuantizationSpec):  # a float input (the image) padded for an int8 conv: quantize
-            inputs, output = {producer: wanted}, SharedQuantizationSpec((producer, node))  # before the pad
+        elif isinstance(wanted, QuantizationSpec) and not wanted.is_dynamic:  # a float input (the image) padded
+            # for a static int8 conv: quantize before the pad
+            inputs, output = {producer: wanted}, SharedQuantizationSpec((producer, node))
         else:
             continue
         node.meta[key] = QuantizationAnnotation(input_qspec_map=inputs, output_qspec=output, _annotated=True)
