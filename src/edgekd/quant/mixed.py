@@ -19,9 +19,7 @@ def pte_with_plan(module: torch.nn.Module, example_inputs: tuple, calibration: S
 
     plan=None writes the fp32 .pte (no quantizer at all).
     """
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
+    from edgekd.export.executorch import lower
     from edgekd.quant import pt2e
     from edgekd.quant.inspect import pte_layer_precisions
     from edgekd.quant.plan import quantizable_layers
@@ -38,10 +36,11 @@ def pte_with_plan(module: torch.nn.Module, example_inputs: tuple, calibration: S
         pt2e.calibrate(prepared, calibration)
         graph = pt2e.convert(prepared)
     exported = torch.export.export(graph, example_inputs, strict=False)
-    program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    program, partitioning = lower(exported, mixed=bool(skip))
     found = pte_layer_precisions(program, layers)
     write_bytes(Path(path), program.to_executorch().buffer)
-    return {"path": Path(path), "layers": found, "float_layers": skip, "quantized_graph": graph}
+    return {"path": Path(path), "layers": found, "float_layers": skip, "quantized_graph": graph,
+            "partitioning": partitioning}
 
 
 def export_fp32_onnx(module: torch.nn.Module, example_inputs: tuple, path: Path, input_names: list[str] | None = None,

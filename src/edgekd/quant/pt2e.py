@@ -32,10 +32,12 @@ class NonFloatGuard:
         self.dropped: list[str] = []
         self.repaired: list[str] = []
         self.clamps_fused: list[str] = []
+        self.pads_shared: list[str] = []
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         model = self.inner.annotate(model)
         self.clamps_fused = fuse_clamp_annotations(model)
+        self.pads_shared = share_pad_annotations(model)
         for node in model.graph.nodes:
             if "quantization_annotation" not in node.meta:
                 continue
@@ -53,6 +55,7 @@ class NonFloatGuard:
         on integer arithmetic (`arange + 0` in HF mask code) that silently makes an index tensor float. Cast such
         constants back to the integer dtype of the tensor they are combined with."""
         model = self.inner.transform_for_annotation(model)
+        clamps_as_hardtanh(model)
         for node in model.graph.nodes:
             if node.op != "get_attr":
                 continue
@@ -72,9 +75,20 @@ class NonFloatGuard:
         return getattr(self.inner, name)
 
 
-CLAMP_OPS = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default}
+CLAMP_OPS = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.relu6.default,
+             torch.ops.aten.relu6_.default, torch.ops.aten.clamp.default}
 CLAMPED_PRODUCERS = {torch.ops.aten.conv2d.default, torch.ops.aten.conv1d.default, torch.ops.aten.linear.default,
                      torch.ops.aten.add.Tensor}
+
+
+def clamps_as_hardtanh(model: torch.fx.GraphModule) -> None:
+    """`x.clamp(lo, hi)` with constant bounds is hardtanh(x, lo, hi), the form XNNPACK fuses into the conv before
+    it; left as clamp, the quantized conv -> clamp -> q pattern is not partitioned at all and the export fails on
+    the portable kernels' missing dequantize_per_channel."""
+    for node in model.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.clamp.default and len(node.args) == 3 \
+                and all(isinstance(b, (int, float)) for b in node.args[1:]) and not node.kwargs:
+            node.target = torch.ops.aten.hardtanh.default
 
 
 def fuse_clamp_annotations(model: torch.fx.GraphModule) -> list[str]:
@@ -103,6 +117,51 @@ def fuse_clamp_annotations(model: torch.fx.GraphModule) -> list[str]:
         annotation.output_qspec = None
         moved.append(node.name)
     return moved
+
+
+PAD_OPS = {torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default}
+
+
+def _is_zero_pad(node: torch.fx.Node) -> bool:
+    if node.target == torch.ops.aten.pad.default:
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
+        return mode == "constant" and not value
+    value = node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0.0)
+    return not value
+
+
+def share_pad_annotations(model: torch.fx.GraphModule) -> list[str]:
+    """Quantize a zero pad with its input's scale, so it runs in int8 between two int8 ops.
+
+    XNNPACKQuantizer leaves pads alone: EfficientNet's "same" padding (17 pads, one in front of every depthwise
+    conv) then ran as dq -> fp32 pad -> q, a Convert and a float copy per block (ETDump: `Constant Pad (ND, X32)`
+    beside `Convert (NC)`). Sharing the producer's quantization makes it an int8 pad that XNNPACK folds into the
+    next convolution; zero is exact on any int8 grid (it is the zero point). Returns the pads annotated.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec, SharedQuantizationSpec
+
+    key, shared = "quantization_annotation", []
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in PAD_OPS or key in node.meta or not _is_zero_pad(node):
+            continue
+        producer = node.args[0]
+        if not isinstance(producer, torch.fx.Node):
+            continue
+        annotation = producer.meta.get(key)
+        consumer = next(iter(node.users)) if len(node.users) == 1 else None
+        wanted = consumer.meta[key].input_qspec_map.get(node) if consumer is not None and key in consumer.meta else None
+        if annotation is not None and annotation.output_qspec is not None:
+            spec = SharedQuantizationSpec(producer)
+            inputs, output = {producer: spec}, spec
+        elif isinstance(wanted, QuantizationSpec) and not wanted.is_dynamic:  # a float input (the image) padded
+            # for a static int8 conv: quantize before the pad
+            inputs, output = {producer: wanted}, SharedQuantizationSpec((producer, node))
+        else:
+            continue
+        node.meta[key] = QuantizationAnnotation(input_qspec_map=inputs, output_qspec=output, _annotated=True)
+        shared.append(node.name)
+    return shared
 
 
 def _observed_range(module: torch.nn.Module) -> tuple[float, float] | None:

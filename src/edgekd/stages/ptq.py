@@ -49,6 +49,9 @@ def record_quantizer_decisions(ctx: Context, stage: str, quantizer, skip: list[s
     for node in quantizer.clamps_fused:
         ctx.decide(stage, node, "quantized after the clamp", "ReLU6 fused into its producer: the activation gets "
                    "its real 0..6 range instead of the pre-clamp range")
+    for node in quantizer.pads_shared:
+        ctx.decide(stage, node, "zero pad quantized with its input's scale", "runs as an int8 pad that XNNPACK folds "
+                   "into the next convolution, instead of Convert -> fp32 pad -> Convert")
     for node in quantizer.repaired:
         ctx.decide(stage, node, "constant kept integer",
                    "the quantizer's scalar-to-tensor transform made an integer index constant float")
