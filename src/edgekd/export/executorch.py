@@ -3,7 +3,7 @@
 One partitioner lowers int8 and fp32 layers together: every partition boundary costs a delegate call plus layout
 and type conversions, so the graph is cut only where XNNPACK cannot run an op.
 
-Delegation is recorded per op type (house rule 6): every op left outside the XNNPACK delegate is listed, since on a
+Delegation is recorded per op type (rule 6, docs/architecture.md): every op left outside the delegate is listed, since on a
 phone each of them runs on the portable CPU kernels and can dominate latency.
 """
 

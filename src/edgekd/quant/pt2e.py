@@ -24,7 +24,7 @@ class NonFloatGuard:
     """Wraps a quantizer and drops annotations on nodes whose inputs or outputs are not floating point.
 
     XNNPACKQuantizer annotates `add`/`mul` wherever it finds them, including integer index arithmetic in HF models
-    (position ids, attention-mask offsets); quantizing those breaks the graph. DESIGN.md: guard non-float nodes.
+    (position ids, attention-mask offsets); quantizing those breaks the graph (docs/architecture.md, "The stack").
     """
 
     def __init__(self, inner: Any):
