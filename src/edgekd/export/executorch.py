@@ -3,8 +3,8 @@
 One partitioner lowers int8 and fp32 layers together: every partition boundary costs a delegate call plus layout
 and type conversions, so the graph is cut only where XNNPACK cannot run an op.
 
-Delegation is recorded per op type (rule 6, docs/architecture.md): every op left outside the delegate is listed, since on a
-phone each of them runs on the portable CPU kernels and can dominate latency.
+Delegation is recorded per op type (rule 6, docs/architecture.md): every op left outside the delegate is listed,
+since on a phone each of them runs on the portable CPU kernels and can dominate latency.
 """
 
 from __future__ import annotations
