@@ -347,8 +347,9 @@ def check_recipe_files(recipe: Recipe | None, recipe_file: Path, problems: Probl
             except OSError as exc:  # a name too long for the file system
                 problems.add(str(path)[:200], key, f"cannot read: {exc.strerror or exc}")
                 continue
-            if missing:
-                problems.add(str(path), key, f"{'no config.json in the folder' if scheme == 'hf' else 'not found'}")
+            if missing:  # named in the recipe: the recipe file and key locate it, the message names the path
+                what = "no config.json in the folder" if scheme == "hf" else "file not found"
+                problems.add(str(recipe_file), key, f"{what}: {path}")
     if recipe.data.source.partition(":")[0] not in ("images", "arrays", "lines"):
         return  # builtin: and py: data load their own (importing edgekd.data.files would load torch)
     from edgekd.data.files import check_source
