@@ -19,11 +19,17 @@ def log(msg: str) -> None:
 
 
 def plain_onnx_export(module, bundle, path: Path) -> None:
-    """What a user writes: torch.onnx.export (dynamo, one file) with a dynamic batch dimension."""
+    """What a user writes: torch.onnx.export (dynamo, one file) with a dynamic batch dimension, and for text a
+    dynamic sequence dimension (so sentences run at their real length, as Optimum exports them)."""
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=1024)
-    shapes = tuple({0: batch} for _ in bundle.example_inputs)
+    seq_len = bundle.meta.get("seq_len") if "tokenizer" in bundle.meta else None
+    if seq_len:
+        sequence = torch.export.Dim("sequence", min=1, max=int(seq_len))
+        shapes = tuple({0: batch, 1: sequence} for _ in bundle.example_inputs)
+    else:
+        shapes = tuple({0: batch} for _ in bundle.example_inputs)
     # output named "output": MiniLM's "embedding" clashes with an internal value name of the dynamo exporter
     program = torch.onnx.export(module, bundle.example_inputs, dynamo=True, opset_version=18, external_data=False,
                                 input_names=bundle.input_names, output_names=["output"], dynamic_shapes=shapes)
