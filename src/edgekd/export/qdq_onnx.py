@@ -438,7 +438,11 @@ def exact_session(path: Path, threads: int = 1):
 def exact_runner(path: Path, threads: int = 1):
     """A runtime.LOADERS-style callable over exact_session: what verify uses for a TensorRT-bound Q/DQ ONNX, whose
     int8 math TensorRT does in int32 (not onnxruntime's saturating u8 x s8 CPU kernels)."""
-    session = exact_session(path, threads)
+    return session_runner(exact_session(path, threads))
+
+
+def session_runner(session):
+    """A runtime.LOADERS-style callable over an onnxruntime session: positional inputs (tensors or arrays) in order."""
     names = [i.name for i in session.get_inputs()]
 
     def run(inputs):
@@ -448,12 +452,15 @@ def exact_runner(path: Path, threads: int = 1):
     return run
 
 
-def default_session(path: Path, threads: int = 1):
+def default_session(path: Path, threads: int = 1, config: dict[str, str] | None = None):
+    """onnxruntime's default session (all graph optimizations), with optional session config entries."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

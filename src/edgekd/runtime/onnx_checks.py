@@ -101,21 +101,8 @@ def target_runner(path: Path, threads: int = 1):
     """What the target ISA's int8 kernels compute, on a host that lacks them: Q/DQ executed as written for a static
     QDQ file; for dynamic int8 (MatMulInteger), onnxruntime's non-saturating x64 kernels (session.x64quantprecision,
     measured here: the same embeddings as the VNNI kernels, cosine 0.99999)."""
+    from edgekd.export.qdq_onnx import default_session, exact_runner, session_runner
+
     if has_static_qdq(path):
-        from edgekd.export.qdq_onnx import exact_runner
-
         return exact_runner(path, threads)
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.x64quantprecision", "1")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-
-    def run(inputs):
-        return session.run(None, {n: (x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x))
-                                  for n, x in zip(names, inputs)})
-
-    return run
+    return session_runner(default_session(path, threads, {"session.x64quantprecision": "1"}))

@@ -15,7 +15,6 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,6 +25,7 @@ from torch import nn
 from edgekd.context import Split
 from edgekd.errors import EdgekdError
 from edgekd.train import checkpoint, hidden
+from edgekd.train.replicas import ranks_agree, reproducible
 from edgekd.train.loss import causal_lm_kd_loss, embedding_loss, kd_loss
 from edgekd.train.schedules import lr_factor, temperature_at
 
@@ -154,25 +154,6 @@ def train_kd(student: nn.Module, teacher: nn.Module, train: Split, eval_split: S
     result.notes.append(f"deterministic algorithms on, {threads} intra-op thread(s), seed {cfg.seed}: a rerun on "
                         "this host with these settings gives the same weights")
     return result
-
-
-@contextmanager
-def reproducible(seed: int, threads: int | None):
-    """Seeded, deterministic kernels, a fixed intra-op thread count for the duration of training; the caller's
-    settings are restored after. The thread count fixes how CPU reductions are split, which changes float rounding;
-    the same host, settings and count give bit-identical weights (tests/unit/test_train_determinism.py)."""
-    previous_threads = torch.get_num_threads()
-    previous_mode = torch.are_deterministic_algorithms_enabled()
-    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(seed)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.use_deterministic_algorithms(previous_mode, warn_only=previous_warn)
-        torch.set_num_threads(previous_threads)
 
 
 def _train(student, teacher, train, eval_split, cfg, *, task, stage, ckpt_dir, device, resume, example_inputs,
@@ -325,36 +306,10 @@ def _train(student, teacher, train, eval_split, cfg, *, task, stage, ckpt_dir, d
             hidden.detach_hooks(match)
     set_mode(student, False, cfg.epochs)
     if world > 1:
-        notes.append(_ranks_agree(student, rank, world))
+        notes.append(ranks_agree(student, rank, world))
     return TrainResult(history=state["history"], steps=state["step"], resumed_from_step=resumed_from,
                        seconds=time.perf_counter() - started, notes=notes,
                        projections=match.projections if match is not None else None)
-
-
-def _ranks_agree(student: nn.Module, rank: int, world: int) -> str:
-    """DDP keeps the parameters identical by construction; check it (a rank that diverged would train on weights
-    other than the ones exported) by comparing every rank's checksum of parameters and buffers, after the buffers
-    are taken from rank 0. Raises InternalError when they differ."""
-    import hashlib
-
-    import torch.distributed as dist
-
-    from edgekd.errors import InternalError
-
-    # DDP broadcasts buffers (BatchNorm statistics, QAT observer ranges) from rank 0 at the start of each forward;
-    # the last forward then updates each rank's copy from its own batch. Rank 0's are the ones exported: take them.
-    for buffer in student.buffers():
-        dist.broadcast(buffer.data, src=0)
-    digest = hashlib.sha256()
-    for key, value in sorted(student.state_dict().items()):
-        if isinstance(value, torch.Tensor):
-            digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    gathered: list = [None] * world
-    dist.all_gather_object(gathered, digest.hexdigest())
-    if len(set(gathered)) != 1:
-        raise InternalError(f"DDP replicas diverged after training: weight checksums {gathered}")
-    return f"DDP on {world} ranks: every rank ends with the same weights (sha256 {gathered[0][:16]})"
 
 
 def _zero_sums() -> dict:
