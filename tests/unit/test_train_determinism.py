@@ -1,5 +1,5 @@
-"""Reproducible training (src/edgekd/train/replicas.py `reproducible`): the same seed, settings, thread count and host give
-bit-identical weights, for fp32 KD and for PT2E QAT+KD alike, and the caller's torch settings are restored."""
+"""Reproducible training (src/edgekd/train/replicas.py `reproducible`): the same seed, settings, thread count and
+host give bit-identical weights, for fp32 KD and for PT2E QAT+KD alike, and the caller's torch settings are restored."""
 
 from __future__ import annotations
 
