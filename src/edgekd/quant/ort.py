@@ -183,3 +183,33 @@ def ort_quantize(fp32_onnx, out_path, mode: str = "static", calibration_inputs: 
             "format": ("U8" + fmt.name[2:]) if mode == "dynamic" else fmt.name,
             "activations": activations, "weights": weights, "format_reason": fmt.why, "excluded_nodes": exclude,
             "calibration_samples": len(calibration_inputs) if mode == "static" else 0}
+
+
+def matmul_nbits(src, dst, block_size: int = 32, symmetric: bool = True, accuracy_level: int | None = None) -> None:
+    """onnxruntime's MatMulNBitsQuantizer: int4 weight-only on every MatMul with a constant weight (integer zero
+    points when not `symmetric`), written atomically. Grids of our own choosing (a GGUF source's) are written by
+    edgekd.quant.nbits instead."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from edgekd.report.atomic import atomic_path
+
+    model = onnx.load(str(src))
+    quantizer = MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=symmetric,
+                                     accuracy_level=accuracy_level)
+    quantizer.process()
+    with atomic_path(Path(dst)) as tmp:
+        onnx.save_model(quantizer.model.model, str(tmp))
+
+
+def dynamic_int8_matmuls(src, dst, nodes_to_exclude: Iterable[str] = (), reduce_range: bool = True) -> None:
+    """quantize_dynamic on MatMul/Gemm with a constant weight only (s8 per channel), written atomically: the causal-LM
+    int8 path (edgekd.llm.export.quantize_onnx_int8 says why reduce_range and which nodes stay fp32)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgekd.report.atomic import atomic_path
+
+    with atomic_path(Path(dst)) as tmp:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=list(nodes_to_exclude),
+                         extra_options={"MatMulConstBOnly": True})

@@ -1,0 +1,65 @@
+"""Which grid each weight of a GGUF-sourced model already lies on, so re-quantization can keep it.
+
+A GGUF file stores each tensor in one type (SmolLM2-135M-Instruct.Q4_1.gguf: every attention and MLP projection Q4_1,
+the tied token embedding Q8_0, norms F32). Dequantizing it to fp32 (edgekd.llm.models.convert_gguf) keeps the
+values exactly, so a re-quantizer that picks the same block size and grid kind reproduces them (edgekd.quant.nbits);
+any other grid rounds a second time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# GGUF tensor type -> (bits, block, edgekd.quant.nbits scheme) that reproduces it in MatMulNBits.
+ALIGNED = {"Q4_1": (4, 32, "affine-min"), "Q8_0": (8, 32, "symmetric")}
+
+# Hugging Face Llama/Qwen2 module -> GGUF tensor (llama.cpp's names).
+_HF_TO_GGUF = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+               "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+               "mlp.down_proj": "ffn_down"}
+
+
+def gguf_tensor_types(path: Path) -> dict[str, str]:
+    """{GGUF tensor name: type name ('Q4_1', 'Q8_0', 'F32', ...)} read with the gguf package."""
+    import gguf
+
+    return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+
+
+def gguf_name(module: str, types: dict[str, str]) -> str | None:
+    """The GGUF tensor holding the weight of HF `module` ('model.layers.3.mlp.down_proj' -> 'blk.3.ffn_down.weight';
+    'lm_head' -> 'output.weight', or 'token_embd.weight' when the file ties them)."""
+    if module == "lm_head":
+        return "output.weight" if "output.weight" in types else "token_embd.weight"
+    m = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", module)
+    if m and m.group(2) in _HF_TO_GGUF:
+        return f"blk.{m.group(1)}.{_HF_TO_GGUF[m.group(2)]}.weight"
+    return None
+
+
+def source_grids(modules: dict[str, str], gguf_path: Path | None, block: int, default_scheme: str,
+                 lm_head_bits: int | None) -> tuple[dict, dict]:
+    """({ONNX node: (bits, block, scheme)}, {ONNX node: why}) for `modules` ({ONNX node: HF module}).
+
+    With a GGUF source, each weight takes the grid ALIGNED gives its type; a type with no aligned grid, or no GGUF,
+    takes 4 bits in `block` with `default_scheme`. The lm_head is quantized only when `lm_head_bits` is set (its
+    4-bit rounding costs the most perplexity; 8 bits on a Q8_0 source is exact).
+    """
+    types = gguf_tensor_types(gguf_path) if gguf_path else {}
+    plan, why = {}, {}
+    for node, module in modules.items():
+        is_head = module == "lm_head"
+        if is_head and not lm_head_bits:
+            continue
+        name = gguf_name(module, types) if types else None
+        kind = types.get(name) if name else None
+        bits = lm_head_bits if is_head else 4
+        if kind in ALIGNED and ALIGNED[kind][0] == bits:  # a Q8_0 projection in an int4 file: 4 bits, said so
+            plan[node] = ALIGNED[kind]
+            why[node] = f"GGUF {name} is {kind}: same grid ({ALIGNED[kind][2]}, {ALIGNED[kind][0]} bits, block 32)"
+        else:
+            plan[node] = (bits, block, default_scheme if bits == 4 else "symmetric")
+            why[node] = (f"GGUF {name} is {kind}: no aligned MatMulNBits grid" if kind else
+                         "no GGUF source type") + f"; {bits}-bit {plan[node][2]}, block {block}"
+    return plan, why
