@@ -111,7 +111,7 @@ def test_aligned_int4_onnx_matches_the_fp32_onnx(q41_model):
     _, folder = q41_model
     details = quantize_onnx_int4(folder / "fp32.onnx", folder / "aligned.onnx", 32, "source", None,
                                  accuracy_level=0, lm_head_bits=8)
-    quantize_onnx_int4(folder / "fp32.onnx", folder / "sym.onnx", 32, "ort-symmetric", accuracy_level=0)
+    quantize_onnx_int4(folder / "fp32.onnx", folder / "sym.onnx", 32, "symmetric", accuracy_level=0)
     assert details["MatMulNBits"] == 15 and details["MatMul_left_float"] == 4  # 2 x (q k v o gate up down) + head
     layers = details["layers"]
     assert layers["lm_head"]["bits"] == 8 and layers["model.layers.1.mlp.down_proj"]["scheme"] == "affine-min"
@@ -126,28 +126,62 @@ def test_aligned_int4_onnx_matches_the_fp32_onnx(q41_model):
     assert (folder / "aligned.onnx").stat().st_size < (folder / "fp32.onnx").stat().st_size
 
 
-def test_source_grids_follow_the_gguf_tensor_types(tmp_path):
-    """Types read from a real GGUF file written with the gguf package: Q4_1 -> affine-min, Q8_0 head -> 8 bits,
-    a type with no aligned grid -> the default, said so."""
+def write_gguf(path, types: dict[str, str]):
+    """A real GGUF file (gguf package) holding tensors of the given names and types; the values do not matter."""
     import gguf
 
-    from edgekd.llm.gguf_source import gguf_tensor_types, source_grids
-
-    path = tmp_path / "tiny.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
     rng = np.random.default_rng(5)
-    for name, qtype in (("blk.0.attn_q.weight", gguf.GGMLQuantizationType.Q4_1),
-                        ("blk.0.ffn_down.weight", gguf.GGMLQuantizationType.Q8_0),
-                        ("token_embd.weight", gguf.GGMLQuantizationType.Q8_0)):
-        data = gguf.quants.quantize(rng.standard_normal((8, 64)).astype(np.float32), qtype)
-        writer.add_tensor(name, data, raw_dtype=qtype)
+    for name, kind in types.items():
+        qtype = gguf.GGMLQuantizationType[kind]
+        writer.add_tensor(name, gguf.quants.quantize(rng.standard_normal((8, 64)).astype(np.float32), qtype),
+                          raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    return path
+
+
+def test_source_grids_follow_the_gguf_tensor_types(tmp_path):
+    """Types read from a real GGUF file written with the gguf package: Q4_1 -> affine-min, Q8_0 head -> 8 bits,
+    a type with no aligned grid -> the default, said so."""
+    from edgekd.llm.gguf_source import gguf_tensor_types, source_grids
+
+    path = write_gguf(tmp_path / "tiny.gguf", {"blk.0.attn_q.weight": "Q4_1", "blk.0.ffn_down.weight": "Q8_0",
+                                               "token_embd.weight": "Q8_0"})
     assert gguf_tensor_types(path)["blk.0.attn_q.weight"] == "Q4_1"
     modules = {"a": "model.layers.0.self_attn.q_proj", "b": "model.layers.0.mlp.down_proj", "h": "lm_head"}
     plan, why = source_grids(modules, path, 32, "affine-min", lm_head_bits=8)
     assert plan == {"a": (4, 32, "affine-min"), "b": (4, 32, "affine-min"), "h": (8, 32, "symmetric")}
     assert "Q8_0: no aligned" in why["b"] and "same grid" in why["h"]
     assert "h" not in source_grids(modules, path, 32, "affine-min", lm_head_bits=None)[0]
+
+
+def test_8da4w_keeps_the_q4_1_grid_on_xnnpack_symmetric_groups(q41_model, tmp_path):
+    """The .pte's torchao 8da4w: each Q4_1 block split into a symmetric int4 group (scale d, codes q - 8) and a
+    per-block constant applied beside it; the int4 weights torchao holds are the source's, exactly."""
+    from torchao.quantization import quantize_  # noqa: F401 - torchao installed
+
+    from edgekd.llm.decode import torch_session
+    from edgekd.llm.export import quantize_8da4w
+    from edgekd.llm.gguf_source import gguf_name
+
+    model, _ = q41_model
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"]
+    types = {gguf_name(n, {}): "Q4_1" for n in names} | {"token_embd.weight": "Q8_0"}
+    path = write_gguf(tmp_path / "q41.gguf", types)
+    aligned, details = quantize_8da4w(model, 32, "int8", path, lm_head_bits=8)
+    plain, _ = quantize_8da4w(model, 32, "int8")
+    grid = details["source_grid"]
+    assert grid["q4_1_linears"] == 14 and grid["max_abs_error_vs_source"] < 1e-6
+    assert "8da8w" in details["lm_head"]
+    lin = aligned.get_submodule("model.layers.0.mlp.down_proj")
+    w = model.get_submodule("model.layers.0.mlp.down_proj").weight.detach()
+    rebuilt = lin.linear.weight.dequantize() + lin.offsets.repeat_interleave(32, 1)
+    assert float((rebuilt - w).abs().max()) < 1e-6  # plain 8da4w: the second rounding below
+    assert float((plain.get_submodule("model.layers.0.mlp.down_proj").weight.dequantize() - w).abs().max()) > 1e-3
+    ids = [int(t) for t in np.random.default_rng(6).integers(0, 256, 30)]
+    ref = torch_session(model, 64).feed(ids)
+    err = lambda m: float(np.abs(torch_session(m, 64).feed(ids) - ref).mean())  # noqa: E731
+    assert err(aligned) < 0.5 * err(plain)  # what is left: int8 activations, int8 embedding and lm_head

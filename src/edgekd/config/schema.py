@@ -254,6 +254,13 @@ class LlmConfig(Strict):
     onnx_variants: list[Literal["fp32", "int4", "int8"]] = Field(default_factory=lambda: ["fp32", "int4", "int8"])
     pte_variants: list[Literal["fp32", "8da4w"]] = Field(default_factory=lambda: ["fp32", "8da4w"])
     lora_adapter: str | None = None  # a peft adapter folder merged into the weights before export
+    # int4 weights of .pte and ONNX: "source" keeps a GGUF source's grid (edgekd.llm.gguf_source), "symmetric" the
+    # quantizers' own symmetric rounding (torchao 8da4w, onnxruntime MatMulNBitsQuantizer)
+    int4_grid: Literal["source", "symmetric"] = "source"
+    onnx_accuracy_level: Literal[0, 1, 2, 3, 4] = 4  # MatMulNBits: 4 = int8 activations per block, 0 = fp32
+    # lm_head: 8 = int8 (.pte per channel, ONNX per block of 32); None = 4-bit like every Linear in the .pte, fp32
+    # in the int4 ONNX
+    lm_head_bits: Literal[8] | None = None
 
 
 class Recipe(Strict):

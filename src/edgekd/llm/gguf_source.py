@@ -8,6 +8,7 @@ any other grid rounds a second time.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -63,3 +64,68 @@ def source_grids(modules: dict[str, str], gguf_path: Path | None, block: int, de
             why[node] = (f"GGUF {name} is {kind}: no aligned MatMulNBits grid" if kind else
                          "no GGUF source type") + f"; {bits}-bit {plan[node][2]}, block {block}"
     return plan, why
+
+
+def linear_types(model, gguf_path: Path) -> dict[str, str]:
+    """{Linear module name: GGUF type of its weight} for the Linears the GGUF file names."""
+    import torch
+
+    types = gguf_tensor_types(gguf_path)
+    out = {}
+    for name, mod in model.named_modules():
+        gname = gguf_name(name, types) if isinstance(mod, torch.nn.Linear) else None
+        if gname in types:
+            out[name] = types[gname]
+    return out
+
+
+def split_block_offsets(model, names: list[str], block: int = 32) -> dict[str, float]:
+    """Rewrite each named Linear (weights on a Q4_1 grid, w = d * q + m per block) in place as
+    BlockOffsetLinear: weight w - r with r = m + 8 d per block, which lies exactly on the symmetric int4 grid
+    d * (q - 8), q - 8 in -8..7, that XNNPACK's 4-bit groups hold (scales only, no zero point: ExecuTorch's
+    PerChannelGroupQuant); r comes back as blocksum(x) @ r^T. torchao's SYMMETRIC_NO_CLIPPING_ERR picks scale
+    max(-8d / -8, 7d / 7) = d for such a block, so the weights survive 8da4w exactly. Returns {name: max |w' - the
+    symmetric grid|} (0 up to fp32 rounding when the source is Q4_1)."""
+    import torch
+
+    errors = {}
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        lin = getattr(parent, child)
+        w = lin.weight.detach()
+        n, k = w.shape
+        wb = w.reshape(n, k // block, block)
+        lo, hi = wb.amin(-1), wb.amax(-1)
+        d = (hi - lo) / 15
+        r = lo + 8 * d
+        sym = wb - r[..., None]
+        safe = torch.where(d == 0, torch.ones_like(d), d)[..., None]
+        errors[name] = float((sym - torch.clamp(torch.round(sym / safe), -8, 7) * safe).abs().max())
+        lin.weight = torch.nn.Parameter(sym.reshape(n, k).contiguous(), requires_grad=False)
+        setattr(parent, child, BlockOffsetLinear(lin, r.contiguous(), block))
+    return errors
+
+
+@functools.cache
+def _block_offset_linear():
+    import torch
+
+    class _BlockOffsetLinear(torch.nn.Module):
+        """linear(x) + blocksum(x) @ offsets^T: a Linear whose weight had one constant removed per block of inputs.
+        The offsets are a buffer, so torchao's quantize_ (nn.Linear only) leaves them fp32."""
+
+        def __init__(self, linear, offsets, block: int):
+            super().__init__()
+            self.linear, self.block = linear, block
+            self.register_buffer("offsets", offsets)
+
+        def forward(self, x):
+            return self.linear(x) + torch.nn.functional.linear(x.unflatten(-1, (-1, self.block)).sum(-1),
+                                                               self.offsets)
+
+    return _BlockOffsetLinear
+
+
+def BlockOffsetLinear(linear, offsets, block: int):  # noqa: N802 - torch is imported lazily (rule 8)
+    return _block_offset_linear()(linear, offsets, block)

