@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 
 VARIANTS = {  # name -> quantize_onnx_int4 keyword arguments (None: int8 dynamic)
-    "int4.ort-symmetric.acc0": dict(grid="symmetric", accuracy_level=0),
-    "int4.ort-symmetric.acc4": dict(grid="symmetric", accuracy_level=4),
+    "int4.symmetric.acc0": dict(grid="symmetric", accuracy_level=0),  # the int4 ONNX before the source grid
     "int4.source.acc0": dict(grid="source", accuracy_level=0),
     "int4.source.acc4": dict(grid="source", accuracy_level=4),
-    "int4.source.acc4.head8": dict(grid="source", accuracy_level=4, lm_head_bits=8),
+    "int4.source.acc4.head8.emb8": dict(grid="source", accuracy_level=4, lm_head_bits=8, embedding_bits=8),
     "int8": None,
 }
 
@@ -27,7 +26,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-export", action="store_true")
-    parser.add_argument("--only", default="")
+    parser.add_argument("--only", default="", help="comma-separated variants to (re)quantize and score")
+    parser.add_argument("--bench-only", action="store_true", help="benchmark the files already in OUT_DIR")
     args = parser.parse_args()
     import torch
 
@@ -46,9 +46,10 @@ def main() -> None:
         export_onnx_fp32(model, fp32, 256)
     tokens = corpus_tokens(tok, "austen:prideprejudice", 512)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
-    results["fp32_pytorch"] = {"perplexity": perplexity(torch_session(model, 256), tokens, 255)["perplexity"]}
-    names = [n for n in VARIANTS if not args.only or n in args.only.split(",")]
-    paths = {"fp32": fp32}
+    names = [] if args.bench_only else [n for n in VARIANTS if not args.only or n in args.only.split(",")]
+    if not args.bench_only:
+        results["fp32_pytorch"] = {"perplexity": perplexity(torch_session(model, 256), tokens, 255)["perplexity"]}
+    paths = {"fp32": fp32, **{n: out / f"smollm2.{n}.onnx" for n in VARIANTS if (out / f"smollm2.{n}.onnx").exists()}}
     for name in names:
         path = out / f"smollm2.{name}.onnx"
         kw = VARIANTS[name]
@@ -61,7 +62,8 @@ def main() -> None:
             (out / f"{name}.layers.json").write_text(json.dumps(layers, indent=1))
         results[name] = {"details": {k: v for k, v in details.items() if k != "left_float"}}
         paths[name] = path
-    for name, path in paths.items():
+    for name in (["fp32"] + names) if names else []:
+        path = paths[name]
         ppl = perplexity(onnx_session(path, 256, threads=1), tokens, 255)["perplexity"]
         results.setdefault(name, {}).update({"bytes": path.stat().st_size, "perplexity": ppl})
         print(name, path.stat().st_size, f"{ppl:.3f}", flush=True)
@@ -69,7 +71,9 @@ def main() -> None:
     for r in range(args.rounds):  # interleaved: every artifact once per round
         for name, path in paths.items():
             b = bench_one(path, "onnxruntime", prompt, 32, 256, args.threads, repeats=3)
-            results[name].setdefault("bench", []).append(
+            entry = results.setdefault(name, {})
+            entry["bench"] = [] if r == 0 else entry.get("bench", [])
+            entry["bench"].append(
                 {k: b[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s", "peak_memory_mb", "load_s")})
             print(r, name, f"prefill {b['prefill_tokens_per_s']:.0f} decode {b['decode_tokens_per_s']:.1f}",
                   flush=True)

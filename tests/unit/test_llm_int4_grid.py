@@ -103,19 +103,24 @@ def q41_model(tmp_path_factory):
 
 
 def test_aligned_int4_onnx_matches_the_fp32_onnx(q41_model):
-    """The whole tiny LM: aligned grid (4-bit projections, 8-bit lm_head) gives fp32 logits back; the symmetric
+    """The whole tiny LM: aligned grid (4-bit projections, 8-bit lm_head and embedding) gives fp32 logits back; the symmetric
     onnxruntime quantizer (the earlier int4 path) does not."""
     from edgekd.llm.decode import onnx_session
     from edgekd.llm.export import quantize_onnx_int4
 
     _, folder = q41_model
     details = quantize_onnx_int4(folder / "fp32.onnx", folder / "aligned.onnx", 32, "source", None,
-                                 accuracy_level=0, lm_head_bits=8)
+                                 accuracy_level=0, lm_head_bits=8, embedding_bits=8)
     quantize_onnx_int4(folder / "fp32.onnx", folder / "sym.onnx", 32, "symmetric", accuracy_level=0)
     assert details["MatMulNBits"] == 15 and details["MatMul_left_float"] == 4  # 2 x (q k v o gate up down) + head
     layers = details["layers"]
     assert layers["lm_head"]["bits"] == 8 and layers["model.layers.1.mlp.down_proj"]["scheme"] == "affine-min"
     assert details["max_abs_error_vs_source"] < 1e-5  # per-layer max |new grid - source|, in the report
+    embedding = layers["model.embed_tokens"]  # GatherBlockQuantized reading the lm_head's 8-bit codes
+    assert embedding["shares_lm_head_codes"] and embedding["max_abs_error"] < 1e-6
+    fp32_head = quantize_onnx_int4(folder / "fp32.onnx", folder / "emb_only.onnx", 32, "source", None,
+                                   accuracy_level=0, embedding_bits=8)
+    assert "model.embed_tokens" not in fp32_head["layers"]  # the fp32 lm_head keeps the float table anyway
     ids = [int(t) for t in np.random.default_rng(4).integers(0, 256, 40)]
     ref = onnx_session(folder / "fp32.onnx", 64).feed(ids)
     aligned = onnx_session(folder / "aligned.onnx", 64).feed(ids)

@@ -211,7 +211,8 @@ INT4_GRIDS = ("source", "symmetric")
 
 
 def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "source", gguf: Path | None = None,
-                       accuracy_level: int = 4, lm_head_bits: int | None = None) -> dict:
+                       accuracy_level: int = 4, lm_head_bits: int | None = None,
+                       embedding_bits: int | None = None) -> dict:
     """Weight-only int4 on every MatMul with a constant weight: onnxruntime's MatMulNBits.
 
     grid "source": each weight keeps the grid its GGUF source already has (edgekd.llm.gguf_source; Q4_1 -> 4-bit
@@ -219,6 +220,8 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
     `lm_head_bits` when set (8 reproduces a Q8_0 embedding). grid "symmetric": onnxruntime's
     MatMulNBitsQuantizer, symmetric per block (before: SmolLM2 perplexity 18.63 -> 23.88).
     accuracy_level 4: int8 activations per block inside the kernel (VNNI / AVX2 int8 dot products); 0: fp32.
+    embedding_bits 8 (grid "source"): the token embedding becomes GatherBlockQuantized, 8-bit symmetric per block
+    (exact on a Q8_0 table), sharing its codes with an 8-bit tied lm_head.
     """
     import onnx
 
@@ -247,7 +250,10 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
             if b in weights or tied:
                 modules[node.name] = _module_of(node)
         plan, why = source_grids(modules, Path(gguf) if gguf else None, block_size, "affine-min", lm_head_bits)
-        report = matmul_nbits_from_plan(model, plan, accuracy_level)
+        scopes = {n.name: _module_of(n) for n in model.graph.node if n.op_type == "Gather"}
+        report = matmul_nbits_from_plan(model, plan, accuracy_level, embedding_bits, block_size)
+        modules.update({n: scopes[n] for n in report if n not in why})
+        why.update({n: "token embedding: 8-bit symmetric (GGUF Q8_0's grid)" for n in report if n not in why})
         with atomic_path(Path(dst)) as tmp:
             onnx.save_model(model, str(tmp))
         details["method"] = ("MatMulNBits weight-only on the source's grid: GGUF Q4_1 -> 4-bit min/max affine "
@@ -257,6 +263,7 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
         details["max_abs_error_vs_source"] = max((r["max_abs_error"] for r in report.values()), default=0.0)
         if not lm_head_bits:
             details["lm_head"] = "fp32 (llm.lm_head_bits not set)"
+        details["embedding"] = f"{embedding_bits}-bit GatherBlockQuantized" if embedding_bits else "fp32"
     out = onnx.load(str(dst), load_external_data=False)
     details.update({"MatMulNBits": sum(n.op_type == "MatMulNBits" for n in out.graph.node),
                     "MatMul_left_float": sum(n.op_type == "MatMul" and not n.name.endswith("_nbits_offset")

@@ -77,10 +77,13 @@ def export_llm_artifacts(ctx: Context) -> Context:
         if "fp32" in cfg.onnx_variants:
             _add(ctx, fp32_path, "onnx", "onnxruntime", "fp32", details, reference=True)
         if "int4" in cfg.onnx_variants:
+            if cfg.embedding_quant == "int4":
+                ctx.decide("export", "int4 ONNX embedding", "fp32", "llm.embedding_quant int4: the ONNX path "
+                           "writes 8-bit GatherBlockQuantized only")
             path = out / f"{name}.int4.onnx"
             details = llm_export.quantize_onnx_int4(fp32_path, path, cfg.group_size, cfg.int4_grid,
-                                                    gguf, cfg.onnx_accuracy_level,
-                                                    cfg.lm_head_bits)
+                                                    gguf, cfg.onnx_accuracy_level, cfg.lm_head_bits,
+                                                    8 if cfg.embedding_quant == "int8" else None)
             _add(ctx, path, "onnx", "onnxruntime", "int4", details, False)
         if "int8" in cfg.onnx_variants:
             path = out / f"{name}.int8.onnx"

@@ -116,9 +116,14 @@ def _weight_of(node, inits, producers) -> tuple[np.ndarray | None, str]:
     return None, ""
 
 
-def matmul_nbits_from_plan(model, plan: dict, accuracy_level: int = 0) -> dict:
+def matmul_nbits_from_plan(model, plan: dict, accuracy_level: int = 0, embedding_bits: int | None = None,
+                           block: int = 32) -> dict:
     """Replace each MatMul named in `plan` ({node name: (bits, block, scheme)}) by MatMulNBits on that grid, in place
-    on the onnx ModelProto. Returns {node name: {"source", "bits", "scheme", "max_abs_error", ...}}."""
+    on the onnx ModelProto. Returns {node name: {"source", "bits", "scheme", "max_abs_error", ...}}.
+
+    `embedding_bits` 8: every Gather from a 2-D float table (the token embedding) becomes GatherBlockQuantized,
+    symmetric 8-bit in blocks of `block` (exact on a GGUF Q8_0 table); a tied lm_head already written on that grid
+    shares its codes (one copy of the table in the file)."""
     from onnx import helper, numpy_helper
 
     g = model.graph
@@ -126,6 +131,7 @@ def matmul_nbits_from_plan(model, plan: dict, accuracy_level: int = 0) -> dict:
     producers = {o: n for n in g.node for o in n.output}
     new_nodes, new_inits, report = [], [], {}
     blocksums: dict[tuple[str, int], str] = {}
+    shared: dict[tuple[str, int], str] = {}  # (table initializer, block) -> its 8-bit symmetric MatMulNBits B
     for node in g.node:
         if node.name not in plan or node.op_type != "MatMul":
             new_nodes.append(node)
@@ -161,15 +167,15 @@ def matmul_nbits_from_plan(model, plan: dict, accuracy_level: int = 0) -> dict:
             new_nodes += [helper.make_node("MatMul", [blocksums[key], f"{base}_offsets"], [f"{base}_off_y"],
                                            name=f"{base}_offset"),
                           helper.make_node("Add", [kernel_out, f"{base}_off_y"], [y], name=f"{base}_add")]
+        if bits == 8 and scheme == "symmetric" and source.startswith("Transpose("):
+            shared[(source[len("Transpose("):-1], block)] = f"{base}_B"
         report[node.name] = {"source": source, "bits": bits, "block": block, "scheme": scheme, "N": n, "K": k,
                              "max_abs_error": err, "max_abs_weight": float(np.abs(w).max())}
     outputs = {o.name for o in g.output}
-    while True:  # drop what only the replaced MatMuls read (the Transpose of a tied lm_head)
-        used = {i for node in new_nodes for i in node.input} | outputs
-        live = [node for node in new_nodes if any(o in used for o in node.output)]
-        if len(live) == len(new_nodes):
-            break
-        new_nodes = live
+    new_nodes = _live(new_nodes, outputs)
+    if embedding_bits:
+        new_nodes = _live(_quantize_gathers(new_nodes, new_inits, inits, shared, embedding_bits, block, report),
+                          outputs)
     del g.node[:]
     g.node.extend(new_nodes)
     g.initializer.extend(new_inits)
@@ -180,3 +186,49 @@ def matmul_nbits_from_plan(model, plan: dict, accuracy_level: int = 0) -> dict:
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return report
+
+
+def _live(nodes: list, outputs: set) -> list:
+    """Drop nodes nothing reads any more (the Transpose of a tied lm_head once the head reads its own codes)."""
+    while True:
+        used = {i for node in nodes for i in node.input} | outputs
+        live = [node for node in nodes if any(o in used for o in node.output)]
+        if len(live) == len(nodes):
+            return live
+        nodes = live
+
+
+def _quantize_gathers(nodes: list, new_inits: list, inits: dict, shared: dict, bits: int, block: int,
+                      report: dict) -> list:
+    """Gather(table [V, K] float initializer, ids) -> Reshape(GatherBlockQuantized(codes [V, K/block, block]))."""
+    from onnx import helper, numpy_helper
+
+    if bits != 8:
+        raise EdgekdError(f"embedding bits {bits} not supported here", hint="allowed: 8")
+    out = []
+    for node in nodes:
+        table = node.input[0] if node.op_type == "Gather" else None
+        init = inits.get(table) if table else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        readers = [n for n in nodes if table in n.input]
+        if init is None or len(init.dims) != 2 or axis != 0 or init.data_type != 1 or len(readers) > 1:
+            out.append(node)  # another reader (a tied fp32 lm_head) keeps the float table in the file anyway
+            continue
+        w = numpy_helper.to_array(init)
+        v, k = w.shape
+        q = quantize_blocks(w, bits, block, "symmetric")
+        base = f"{node.name}_gbq"
+        codes = shared.get((table, block))
+        if codes is None:
+            codes = f"{base}_B"
+            new_inits.append(numpy_helper.from_array(q.codes.reshape(v, k // block, block), codes))
+        new_inits += [numpy_helper.from_array(q.scales.reshape(v, k // block, 1), f"{base}_scales"),
+                      numpy_helper.from_array(np.array([0, 0, k], np.int64), f"{base}_shape")]
+        out += [helper.make_node("GatherBlockQuantized", [codes, node.input[1], f"{base}_scales"], [f"{base}_y"],
+                                 name=base, domain="com.microsoft", gather_axis=0, quantize_axis=2,
+                                 block_size=block, bits=bits),
+                helper.make_node("Reshape", [f"{base}_y", f"{base}_shape"], [node.output[0]], name=f"{base}_reshape")]
+        report[node.name] = {"source": table, "bits": bits, "block": block, "scheme": "symmetric", "N": v, "K": k,
+                             "max_abs_error": float(np.abs(q.dequantize() - w).max()),
+                             "max_abs_weight": float(np.abs(w).max()), "shares_lm_head_codes": codes != f"{base}_B"}
+    return out
