@@ -1,5 +1,6 @@
 """Measure SmolLM2-135M ONNX variants: bytes, perplexity (first 512 tokens of Pride and Prejudice, windows of 255,
-as recipes/smollm2/8da4w.yaml) and prefill/decode tokens/s, benchmarks interleaved in fresh processes.
+as recipes/smollm2/8da4w.yaml) and prefill/decode tokens/s, benchmarks interleaved in fresh processes (with
+--bench-only, the .pte files tools/llm_pte_measure.py wrote in OUT_DIR too; 64-token prompt, 32 decode steps).
 
     PYTHONPATH=src python tools/llm_int4_measure.py OUT_DIR [--rounds 3] [--threads 2] [--skip-export]
 """
@@ -50,6 +51,7 @@ def main() -> None:
     if not args.bench_only:
         results["fp32_pytorch"] = {"perplexity": perplexity(torch_session(model, 256), tokens, 255)["perplexity"]}
     paths = {"fp32": fp32, **{n: out / f"smollm2.{n}.onnx" for n in VARIANTS if (out / f"smollm2.{n}.onnx").exists()}}
+    paths.update({p.stem: p for p in sorted(out.glob("*.pte")) if args.bench_only})  # tools/llm_pte_measure.py
     for name in names:
         path = out / f"smollm2.{name}.onnx"
         kw = VARIANTS[name]
@@ -70,7 +72,8 @@ def main() -> None:
     prompt = corpus_tokens(tok, "austen:prideprejudice", 64)
     for r in range(args.rounds):  # interleaved: every artifact once per round
         for name, path in paths.items():
-            b = bench_one(path, "onnxruntime", prompt, 32, 256, args.threads, repeats=3)
+            runtime = "executorch" if path.suffix == ".pte" else "onnxruntime"
+            b = bench_one(path, runtime, prompt, 32, 256, args.threads, repeats=3)
             entry = results.setdefault(name, {})
             entry["bench"] = [] if r == 0 else entry.get("bench", [])
             entry["bench"].append(
