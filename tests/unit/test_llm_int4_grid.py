@@ -118,6 +118,12 @@ def test_aligned_int4_onnx_matches_the_fp32_onnx(q41_model):
     assert details["max_abs_error_vs_source"] < 1e-5  # per-layer max |new grid - source|, in the report
     embedding = layers["model.embed_tokens"]  # GatherBlockQuantized reading the lm_head's 8-bit codes
     assert embedding["shares_lm_head_codes"] and embedding["max_abs_error"] < 1e-6
+    from types import SimpleNamespace
+
+    from edgekd.llm.report import grid_lines
+
+    lines = grid_lines(SimpleNamespace(name="aligned.onnx", details=details))
+    assert sum(line.startswith("| model.") or line.startswith("| lm_head") for line in lines) == len(layers) == 16
     fp32_head = quantize_onnx_int4(folder / "fp32.onnx", folder / "emb_only.onnx", 32, "source", None,
                                    accuracy_level=0, embedding_bits=8)
     assert "model.embed_tokens" not in fp32_head["layers"]  # the fp32 lm_head keeps the float table anyway

@@ -61,6 +61,8 @@ def llm_section(ctx: Context) -> str:
     if threads:
         lines.append(f"\nTokens/s measured on this machine (not the device), {threads} threads, best of 3, each "
                      "artifact in a fresh process; peak MB is what loading and running it adds to the process.\n")
+    for a in ctx.artifacts:
+        lines += grid_lines(a)
     prompts, ref_out = llm.get("prompts") or [], llm.get("fp32_continuations") or []
     if prompts and ref_out:
         lines.append(f"\nPrompt: `{_inline(prompts[0])}`  \nfp32 PyTorch: `{_inline(ref_out[0])}`  ")
@@ -69,6 +71,23 @@ def llm_section(ctx: Context) -> str:
             if conts:
                 lines.append(f"{a.name}: `{_inline(conts[0])}`  ")
     return "\n".join(lines) + "\n"
+
+
+def grid_lines(art) -> list[str]:
+    """One line per quantized layer: its grid and max |new grid - source weight| (edgekd.quant.nbits for ONNX,
+    edgekd.llm.gguf_source.split_block_offsets for the .pte), folded so the table stays readable."""
+    layers = art.details.get("layers")
+    grid = art.details.get("source_grid")
+    if layers:
+        rows = [f"| {name} | {r['bits']}-bit {r['scheme']}, block {r['block']} | {r['max_abs_error']:.3g} |"
+                for name, r in layers.items()]
+    elif isinstance(grid, dict) and grid.get("layers_max_abs_error"):
+        rows = [f"| {name} | int4 symmetric + block constant | {err:.3g} |"
+                for name, err in grid["layers_max_abs_error"].items()]
+    else:
+        return []
+    return [f"\n<details><summary>{art.name}: max |new grid - source weight| per layer</summary>\n",
+            "| layer | grid | max abs error |", "|---|---|---|", *rows, "\n</details>\n"]
 
 
 def publish(ctx: Context) -> None:
