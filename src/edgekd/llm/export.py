@@ -222,6 +222,9 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
     accuracy_level 4: int8 activations per block inside the kernel (VNNI / AVX2 int8 dot products); 0: fp32.
     embedding_bits 8 (grid "source"): the token embedding becomes GatherBlockQuantized, 8-bit symmetric per block
     (exact on a Q8_0 table), sharing its codes with an 8-bit tied lm_head.
+    Measured on SmolLM2-135M (tools/llm_int4_measure.py; perplexity on 512 tokens of Pride and Prejudice, fp32 ONNX
+    18.625, 542.8 MB): symmetric 23.88 (184 MB); source grid, accuracy_level 0: 18.625 (199 MB, weights exact);
+    accuracy_level 4: 18.638; with 8-bit lm_head and embedding: 18.698 (122 MB, 22.5%).
     """
     import onnx
 
