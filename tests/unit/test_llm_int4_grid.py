@@ -103,8 +103,8 @@ def q41_model(tmp_path_factory):
 
 
 def test_aligned_int4_onnx_matches_the_fp32_onnx(q41_model):
-    """The whole tiny LM: aligned grid (4-bit projections, 8-bit lm_head and embedding) gives fp32 logits back; the symmetric
-    onnxruntime quantizer (the earlier int4 path) does not."""
+    """The whole tiny LM: aligned grid (4-bit projections, 8-bit lm_head and embedding) gives fp32 logits back; the
+    symmetric onnxruntime quantizer (the earlier int4 path) does not."""
     from edgekd.llm.decode import onnx_session
     from edgekd.llm.export import quantize_onnx_int4
 
