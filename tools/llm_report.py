@@ -10,7 +10,6 @@ load time and peak memory per artifact, and the fp32 PyTorch perplexity. Writes 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ def main() -> int:
 
     from edgekd.config.loading import load_recipe_and_profile
     from edgekd.context import Context
-    from edgekd.llm import bench_llm, export_llm_artifacts, verify_llm
+    from edgekd.llm.pipeline import bench_llm, export_llm_artifacts, verify_llm
     from edgekd.report.atomic import write_json
     from edgekd.stages import load
 

@@ -190,7 +190,7 @@ def test_size_ratio_falls_back_to_state_dict_and_report_section_shows_it(onnx_fi
                                "greedy_tokens_compared": [8], "continuations": ["a\nb`c"]}
     ctx.artifacts[1].bench = {"decode_tokens_per_s": 55.5, "prefill_tokens_per_s": 400.0}
     publish(ctx)
-    section = ctx.metrics["report_sections"][TITLE]
+    section = ctx.report_sections[TITLE]
     rows = {r["artifact"]: r for r in llm_rows(ctx)}
     assert rows["tiny.int4.onnx"]["perplexity"] == "13.000" and rows["tiny.int4.onnx"]["decode tok/s"] == "55.5"
     assert rows["tiny.int4.onnx"]["greedy matched"] == "3 of 8"

@@ -221,7 +221,7 @@ def run(ctx: Context, cfg) -> Context:
         "train_from": ctx.data.train.description, "tokens_per_window": int(ctx.data.train.inputs[0][0].shape[-1]),
         "pytorch_perplexity": ppl, "perplexity_slice": f"first {llm.perplexity_tokens} tokens of {llm.corpus}",
         "total_seconds": time.perf_counter() - started})
-    ctx.metrics.setdefault("report_sections", {})["QAT-KD (causal LM, PyTorch side)"] = report_section(ctx)
+    ctx.report_sections["QAT-KD (causal LM, PyTorch side)"] = report_section(ctx)
     return ctx
 
 

@@ -10,11 +10,11 @@ from edgekd.context import Context
 
 def run(ctx: Context, cfg) -> Context:
     if ctx.model.task == "causal-lm":
-        from edgekd.llm import bench_llm
+        from edgekd.llm.pipeline import bench_llm
 
         ctx = bench_llm(ctx)
     else:
-        from edgekd.bench import bench_artifacts
+        from edgekd.bench.core import bench_artifacts
 
         ctx = bench_artifacts(ctx, cfg)
     return ctx

@@ -10,12 +10,11 @@ from edgekd.context import Artifact, Context
 from edgekd.errors import EdgekdError
 from edgekd.report.atomic import sha256_of
 
-FORMATS_BY_BACKEND = {"executorch-xnnpack": ["pte", "onnx"], "onnxruntime": ["onnx"], "tensorrt": ["onnx", "engine"]}
-RUNTIME_OF = {"pte": "executorch", "onnx": "onnxruntime", "engine": "tensorrt"}
+from edgekd.backends import FORMAT_RUNTIME
 
 
 def _add(ctx: Context, path, fmt: str, precision: str, details: dict, reference: bool = False) -> Artifact:
-    artifact = Artifact(name=path.name, path=path, format=fmt, runtime=RUNTIME_OF[fmt], precision=precision,
+    artifact = Artifact(name=path.name, path=path, format=fmt, runtime=FORMAT_RUNTIME[fmt], precision=precision,
                         bytes=path.stat().st_size, sha256=sha256_of(path), is_reference=reference, details=details)
     ctx.artifacts.append(artifact)
     return artifact
@@ -24,16 +23,16 @@ def _add(ctx: Context, path, fmt: str, precision: str, details: dict, reference:
 def _precision(ctx: Context) -> str:
     if ctx.quantized is None:
         return "fp32"
-    return "mixed" if ctx.plan is not None and ctx.metrics.get("ptq", {}).get("float_layers") else "int8"
+    return "mixed" if ctx.plan is not None and ctx.float_layers else "int8"
 
 
 def run(ctx: Context, cfg) -> Context:
     if ctx.model.task == "causal-lm":
-        from edgekd.llm import export_llm_artifacts
+        from edgekd.llm.pipeline import export_llm_artifacts
 
         return export_llm_artifacts(ctx)
-    formats = cfg.formats or FORMATS_BY_BACKEND[ctx.profile.backend]
-    if "engine" in formats and ctx.profile.backend != "tensorrt":
+    formats = cfg.formats or list(ctx.backend.formats)
+    if "engine" in formats and "engine" not in ctx.backend.formats:
         raise EdgekdError("engine artifacts need the tensorrt backend", key="stages.export.formats",
                           hint=f"profile {ctx.profile.name} uses {ctx.profile.backend}")
     name, fp32 = ctx.model.name, ctx.model.module.eval()
@@ -84,13 +83,13 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
     ptq_cfg = ctx.recipe.stages.ptq
     mode = ptq_cfg.onnx_mode if ptq_cfg is not None else "pt2e"  # after QAT the learned scales must be used
     if mode == "auto":
-        mode = onnx_export.auto_mode(ctx.profile.backend, ctx.model)
+        mode = onnx_export.auto_mode(ctx.backend, ctx.model)
     int8_path = out / f"{name}.{precision}.onnx"
     if mode == "pt2e":
         from edgekd.export.qdq_onnx import export_qdq_onnx
 
         axes, shapes = ctx.model.dynamic_axes, None
-        if ctx.profile.backend == "tensorrt":  # the axes and ranges of TensorRT's optimization profile
+        if ctx.backend.optimization_profile:  # the axes and ranges of TensorRT's optimization profile
             from edgekd.export.tensorrt import lint_shapes, optimization_shapes, tensorrt_dynamic_axes
 
             axes = tensorrt_dynamic_axes(ctx.model, ctx.profile)
