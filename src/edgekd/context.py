@@ -125,6 +125,16 @@ class Context:
     progress: Callable[..., Any] | None = None
 
     @property
+    def task_record(self):
+        """The model's task record (edgekd/tasks.py): which code exports, verifies, benchmarks and trains it. Before
+        the load stage has built the model, the recipe's task; a task the loader has yet to detect gets the generic
+        parts (every task but the causal LM's declares its task in the recipe or is detected as a generic one)."""
+        from edgekd.tasks import RECORDS, for_task
+
+        task = self.model.task if self.model is not None else self.recipe.model.task
+        return RECORDS[0] if task is None else for_task(task)
+
+    @property
     def backend(self):
         """The profile's backend record (edgekd/backends): formats, runtimes, quantizer, verify policy."""
         from edgekd.backends import get

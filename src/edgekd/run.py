@@ -158,7 +158,7 @@ def _write_outputs(ctx: Context, folder: Path) -> None:
     from edgekd.report.manifest import build_manifest, write_manifest
     from edgekd.report.markdown import render_manifest
 
-    if ctx.model is not None and ctx.model.task != "causal-lm":
+    if ctx.model is not None and ctx.task_record.example_inputs:
         np.savez(folder / "inputs.npz", **{n: t.numpy() for n, t in zip(ctx.model.input_names,
                                                                          ctx.model.example_inputs)})
     manifest = build_manifest(ctx, folder)

@@ -200,7 +200,7 @@ def test_austen_train_split_comes_from_emma_after_calibration_never_from_pride_a
 
 @needs_corpus
 def test_qat_stage_trains_plain_linears_into_hf_model_and_verify_keeps_the_original(tmp_path):
-    from edgekd.llm.pipeline import reference_model
+    from edgekd.llm.stages import reference_model
     from edgekd.stages import qat as qat_stage
 
     ctx = llm_context(tmp_path)

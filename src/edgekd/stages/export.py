@@ -1,7 +1,7 @@
 """export: write every artifact the profile's backend needs, plus fp32 references for size and parity baselines.
 
 executorch-xnnpack -> .pte (and an ONNX for portability); onnxruntime -> .onnx; tensorrt -> Q/DQ ONNX, the trtexec
-command and, where TensorRT imports, the engine. Causal LMs go to edgekd.llm, whose export needs a KV cache.
+command and, where TensorRT imports, the engine. Causal LMs get their task's export (edgekd/tasks.py), with a KV cache.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ def _precision(ctx: Context) -> str:
 
 
 def run(ctx: Context, cfg) -> Context:
-    if ctx.model.task == "causal-lm":
-        from edgekd.llm.pipeline import export_llm_artifacts
+    """The task's export (edgekd/tasks.py): export_artifacts below, or the causal LM's KV-cache export."""
+    return ctx.task_record.part("export")(ctx, cfg)
 
-        return export_llm_artifacts(ctx)
+
+def export_artifacts(ctx: Context, cfg) -> Context:
     formats = cfg.formats or list(ctx.backend.formats)
     if "engine" in formats and "engine" not in ctx.backend.formats:
         raise EdgekdError("engine artifacts need the tensorrt backend", key="stages.export.formats",

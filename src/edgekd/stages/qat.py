@@ -43,18 +43,12 @@ from edgekd.train.support import check_teacher_config, check_teacher_matches, ch
 BN_TARGETS = ("aten.batch_norm.default", "aten._native_batch_norm_legit.default", "aten.cudnn_batch_norm.default")
 
 
-def _causal_lm(ctx: Context) -> bool:
-    """Causal LMs train torchao 8da4w fake quantization instead of a PT2E graph (edgekd.llm.qat)."""
-    if ctx.model is not None:
-        return ctx.model.task == "causal-lm"
-    return ctx.recipe.model.task == "causal-lm"
-
-
 def check(ctx: Context, cfg) -> None:
-    if _causal_lm(ctx):
-        from edgekd.llm import qat as llm_qat
+    """The task's QAT check (edgekd/tasks.py); causal LMs train torchao 8da4w fake quantization (edgekd.llm.qat)."""
+    ctx.task_record.part("qat_check")(ctx, cfg)
 
-        return llm_qat.check(ctx, cfg)
+
+def check_pt2e(ctx: Context, cfg) -> None:
     check_teacher_config(ctx, "qat")
 
 
@@ -201,10 +195,10 @@ def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
 
 
 def run(ctx: Context, cfg) -> Context:
-    if _causal_lm(ctx):
-        from edgekd.llm import qat as llm_qat
+    return ctx.task_record.part("qat")(ctx, cfg)
 
-        return llm_qat.run(ctx, cfg)
+
+def run_pt2e(ctx: Context, cfg) -> Context:
     check_teacher_matches(ctx, "qat")
     started = time.perf_counter()
     device = resolve_device(cfg.device, ctx.device)

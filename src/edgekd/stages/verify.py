@@ -21,10 +21,11 @@ def torch_outputs(module: torch.nn.Module, samples: list[tuple]) -> np.ndarray:
 
 
 def run(ctx: Context, cfg) -> Context:
-    if ctx.model.task == "causal-lm":
-        from edgekd.llm.pipeline import verify_llm
+    """The task's verify (edgekd/tasks.py): verify_artifacts below, or the causal LM's perplexity and decoding."""
+    return ctx.task_record.part("verify")(ctx, cfg)
 
-        return verify_llm(ctx)
+
+def verify_artifacts(ctx: Context, cfg) -> Context:
     samples = ctx.data.eval.inputs
     labels = ctx.data.eval.labels.numpy() if ctx.data.eval.labels is not None else None
     task = ctx.model.task

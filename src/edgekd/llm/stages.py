@@ -39,7 +39,7 @@ def _add(ctx: Context, path, fmt: str, runtime: str, precision: str, details: di
     return art
 
 
-def export_llm_artifacts(ctx: Context) -> Context:
+def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
     from . import export as llm_export
 
     cfg = llm_config(ctx)
@@ -144,7 +144,7 @@ def reference_model(ctx: Context):
     return original
 
 
-def verify_llm(ctx: Context) -> Context:
+def verify_llm(ctx: Context, cfg=None) -> Context:
     from .corpus import corpus_tokens
     from .decode import greedy, matched_prefix, open_session, perplexity, torch_session
 
@@ -200,7 +200,7 @@ def bench_one(path, runtime: str, prompt: list[int], new_tokens: int, max_len: i
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_llm(ctx: Context) -> Context:
+def bench_llm(ctx: Context, cfg=None) -> Context:
     from .corpus import corpus_tokens
 
     cfg, tok = llm_config(ctx), ctx.model.meta["tokenizer"]
