@@ -43,9 +43,9 @@ def export_artifacts(ctx: Context, cfg) -> Context:
         from edgekd.export.executorch import export_pte
 
         if quantized is not None:
-            _add(ctx, out / f"{name}.{precision}.pte", "pte", precision,
-                 export_pte(quantized, ctx.model.example_inputs, out / f"{name}.{precision}.pte",
-                            mixed=precision == "mixed"))
+            path = out / f"{name}.{precision}.pte"
+            check_plan(ctx, _add(ctx, path, "pte", precision, export_pte(
+                quantized, ctx.model.example_inputs, path, mixed=precision == "mixed", layers=_plan_layers(ctx))))
         if quantized is None or cfg.fp32_reference_artifacts:
             path = out / f"{name}.fp32.pte"
             _add(ctx, path, "pte", "fp32", export_pte(fp32, ctx.model.example_inputs, path),
@@ -118,7 +118,34 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
         ctx.decide("export", int8_path.name, f"quantized by onnxruntime ({mode})",
                    "onnx_mode selects onnxruntime's quantizer; its scales are calibrated on the same real samples "
                    "but are not the PT2E scales of the .pte")
-    _add(ctx, int8_path, "onnx", precision, details)
+    check_plan(ctx, _add(ctx, int8_path, "onnx", precision, details))
+
+
+def _plan_layers(ctx: Context) -> list[str] | None:
+    if ctx.plan is None:
+        return None
+    from edgekd.quant.plan import quantizable_layers
+
+    return quantizable_layers(ctx.model.module)
+
+
+def check_plan(ctx: Context, artifact: Artifact) -> None:
+    """Read every planned layer's precision back from the written file (rule 6 of docs/architecture.md: a layer the
+    exporter did not hold at its planned precision is recorded, with both precisions)."""
+    layers = _plan_layers(ctx)
+    if layers is None:
+        return
+    from edgekd.quant.inspect import compare_with_plan, onnx_layer_precisions
+
+    found = artifact.details.get("layers") or onnx_layer_precisions(artifact.path, layers)
+    rows = compare_with_plan(ctx.plan, found, layers)
+    artifact.details["layers"] = {n: found.get(n, {}) for n in layers}  # precision (and delegation) per layer
+    artifact.details["plan_mismatches"] = [r for r in rows if not r["ok"]]
+    dynamic = artifact.details.get("mode") == "ort_dynamic"
+    for r in artifact.details["plan_mismatches"]:
+        ctx.decide("export", f"{artifact.name}: {r['layer']}", f"{r['found']} (plan: {r['asked']})",
+                   "onnxruntime's dynamic quantization covers MatMul/Gemm only" if dynamic else
+                   "the exporter did not hold this layer at the plan's precision")
 
 
 def _export_tensorrt(ctx: Context) -> None:
