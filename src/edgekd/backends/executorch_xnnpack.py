@@ -24,4 +24,5 @@ BACKEND = Backend(
     onnx_mode_text="ort_dynamic",  # per-token ranges: cosine 0.991 on MiniLM
     onnx_verify="as-written",  # the target is an ARM phone, not this host's x86 int8 kernels
     optimization_profile=False,
+    causal_lm_formats=("pte", "onnx"),  # 8da4w .pte; int4/int8 ONNX for portability
 )

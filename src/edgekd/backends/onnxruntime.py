@@ -17,4 +17,5 @@ BACKEND = Backend(
     onnx_mode_text="ort_dynamic",
     onnx_verify="target-isa",
     optimization_profile=False,
+    causal_lm_formats=("onnx",),  # int4 MatMulNBits / int8 dynamic ONNX with past key/values
 )

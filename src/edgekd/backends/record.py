@@ -40,6 +40,4 @@ class Backend:
     onnx_mode_text: str                 # ... and for text encoders (input_ids)
     onnx_verify: str                    # one of ONNX_VERIFY
     optimization_profile: bool          # batch/sequence axes stay dynamic through quantization (TensorRT profiles)
-
-    def runtime_of(self, fmt: str) -> str:
-        return FORMAT_RUNTIME[fmt]
+    causal_lm_formats: tuple[str, ...]  # KV-cache exports of a causal LM (edgekd/llm/stages.py); () = not supported
