@@ -36,7 +36,7 @@ def main() -> None:
     from edgekd.llm.decode import onnx_session, perplexity, torch_session
     from edgekd.llm.export import export_onnx_fp32, quantize_onnx_int4, quantize_onnx_int8
     from edgekd.llm.models import load_causal_lm, smollm2_folder, smollm2_gguf_path
-    from edgekd.llm.pipeline import bench_one
+    from edgekd.llm.stages import bench_one
 
     torch.set_num_threads(1)
     out = args.out
