@@ -18,6 +18,7 @@ GENERIC_EXPORT = "edgekd.stages.export:export_artifacts"
 GENERIC_VERIFY = "edgekd.stages.verify:verify_artifacts"
 GENERIC_BENCH = "edgekd.bench.core:bench_artifacts"
 GENERIC_QAT = ("edgekd.stages.qat:check_pt2e", "edgekd.stages.qat:run_pt2e")
+NOTHING_AFTER_LOAD = "edgekd.tasks:nothing_after_load"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class TaskRecord:
     bench: str
     qat_check: str                   # (ctx, cfg) -> None, before anything runs
     qat: str                         # (ctx, cfg) -> ctx
+    after_load: str                  # (ctx) -> None, in the load stage before the fp32 reference is copied
     labels: bool                     # top-1 against labels or fp32's top-1: paired accuracy statistics apply
     example_inputs: bool             # writes inputs.npz beside the artifacts (fixed-shape inputs for `edgekd bench`)
 
@@ -39,14 +41,19 @@ class TaskRecord:
 
 RECORDS = (
     TaskRecord("classifier", ("image-classification", "text-classification"), GENERIC_EXPORT, GENERIC_VERIFY,
-               GENERIC_BENCH, *GENERIC_QAT, labels=True, example_inputs=True),
+               GENERIC_BENCH, *GENERIC_QAT, NOTHING_AFTER_LOAD, labels=True, example_inputs=True),
     TaskRecord("encoder", ("sentence-embedding",), GENERIC_EXPORT, GENERIC_VERIFY, GENERIC_BENCH, *GENERIC_QAT,
-               labels=False, example_inputs=True),
+               NOTHING_AFTER_LOAD, labels=False, example_inputs=True),
+    # LoRA merged once, at load; KV-cache exports, perplexity and greedy decoding, tokens/s; 8da4w fake-quant QAT
     TaskRecord("causal-lm", ("causal-lm",), "edgekd.llm.stages:export_llm_artifacts", "edgekd.llm.stages:verify_llm",
-               "edgekd.llm.stages:bench_llm", "edgekd.llm.qat:check", "edgekd.llm.qat:run", labels=False,
-               example_inputs=False),
+               "edgekd.llm.stages:bench_llm", "edgekd.llm.qat:check", "edgekd.llm.qat:run",
+               "edgekd.llm.models:merge_recipe_adapter", labels=False, example_inputs=False),
 )
 BY_TASK = {task: record for record in RECORDS for task in record.tasks}
+
+
+def nothing_after_load(ctx) -> None:
+    """Image and text classifiers and encoders are ready as loaded."""
 
 
 def for_task(task: str | None) -> TaskRecord:

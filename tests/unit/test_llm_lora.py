@@ -110,3 +110,27 @@ def test_merged_model_exports_to_pte_with_the_adapter_in_the_weights(lora_case, 
     np.testing.assert_allclose(session.feed(IDS), peft_logits, atol=1e-4)
     ref.feed(IDS)
     np.testing.assert_allclose(session.feed([7]), ref.feed([7]), atol=1e-4)
+
+
+def test_recipe_adapter_is_merged_once_at_load_before_the_reference(lora_case, tmp_path):
+    """llm.lora_adapter: the causal-LM task's after_load part merges it into the bundle the stages share (module,
+    meta['hf_model']), once; QAT-KD, export and verify then all see the merged weights."""
+    from edgekd.config.schema import Profile, Recipe
+    from edgekd.context import Context
+    from edgekd.llm.models import load_causal_lm_bundle
+
+    folder, adapter, peft_logits, _ = lora_case
+    recipe = Recipe(name="lora", model={"source": f"hf:{folder}", "task": "causal-lm"},
+                    data={"source": "py:edgekd.llm.corpus:austen_data"}, llm={"lora_adapter": str(adapter)})
+    ctx = Context(recipe=recipe, profile=Profile(name="p", backend="onnxruntime"), recipe_path=tmp_path / "r.yaml",
+                  profile_path=tmp_path / "p.yaml", out_dir=tmp_path)
+    ctx.model = load_causal_lm_bundle(folder)
+    ctx.task_record.part("after_load")(ctx)
+    np.testing.assert_allclose(_logits(ctx.model.meta["hf_model"]), peft_logits, atol=1e-5)
+    with torch.no_grad():
+        last = ctx.model.module(torch.tensor([IDS]))[0].numpy()
+    np.testing.assert_allclose(last, peft_logits[-1], atol=1e-5)  # the generic module wraps the merged model
+    merged = ctx.model.meta["hf_model"]
+    ctx.task_record.part("after_load")(ctx)
+    assert ctx.model.meta["hf_model"] is merged  # once
+    assert [(d.stage, d.subject, d.action) for d in ctx.decisions] == [("load", "llm.lora_adapter", "merged")]

@@ -72,14 +72,16 @@ def test_causal_lm_kd_loss_is_per_token_kl_plus_next_token_ce():
     assert torch.allclose(total, kd + ce)
 
 
-def test_fake_quant_student_computes_exactly_what_the_8da4w_export_computes():
-    """Same groups, symmetric int4 weights, same scale rule, int8 per-token activations, int8 embedding."""
+@pytest.mark.parametrize("lm_head_bits", [None, 8])
+def test_fake_quant_student_computes_exactly_what_the_8da4w_export_computes(lm_head_bits):
+    """Same groups, symmetric int4 weights, same scale rule, int8 per-token activations, int8 embedding; the int8
+    lm_head too when the recipe asks for it (one scheme, edgekd/llm/scheme.py)."""
     from edgekd.llm.export import quantize_8da4w
     from edgekd.llm.qat import fake_quant_modules, prepare_fake_quant
 
     model = tiny_qwen2()
-    exported, _ = quantize_8da4w(model, 32, "int8")
-    student = prepare_fake_quant(copy.deepcopy(model), 32, "int8")
+    exported, _ = quantize_8da4w(model, 32, "int8", lm_head_bits=lm_head_bits)
+    student = prepare_fake_quant(copy.deepcopy(model), 32, "int8", lm_head_bits)
     assert len(fake_quant_modules(student)) == 2 * 7 + 2  # q,k,v,o,gate,up,down per layer + lm_head + embedding
     assert student.lm_head.weight is student.model.embed_tokens.weight  # tied weights stay tied
     ids = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(1))

@@ -11,7 +11,7 @@ from edgekd import tasks
 from edgekd.config.schema import Task
 from edgekd.errors import EdgekdError
 
-PARTS = ("export", "verify", "bench", "qat_check", "qat")
+PARTS = ("export", "verify", "bench", "qat_check", "qat", "after_load")
 
 
 def test_every_schema_task_has_one_record() -> None:

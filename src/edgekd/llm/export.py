@@ -37,9 +37,9 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
     kept 20.71; and int8 lm_head 19.11; lm_head fp32 19.00 (the rest: int8 activations, int8 embedding).
     """
     import torch
-    from torchao.quantization import (Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, MappingType,
-                                      quantize_)
-    from torchao.quantization.granularity import PerAxis, PerGroup
+    from torchao.quantization import MappingType, quantize_
+
+    from .scheme import rules_8da4w
 
     q = copy.deepcopy(model).eval()
     hidden = q.config.hidden_size
@@ -64,16 +64,6 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
                                       "layers_max_abs_error": errors}
         else:
             details["source_grid"] = f"not kept: {len(aligned)} Q4_1 Linears, group_size {group_size} (needs 32)"
-    head = (lambda mod, fqn: fqn == "lm_head") if lm_head_bits == 8 else (lambda mod, fqn: False)
-    quantize_(q, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(group_size),
-                                                       weight_mapping_type=mapping),
-              filter_fn=lambda mod, fqn: isinstance(mod, torch.nn.Linear) and not head(mod, fqn))
-    details["linear"] = (f"8da4w (int8 dynamic activations, int4 weights, group {group_size}, "
-                         f"{mapping.name.lower()} scales)")
-    if lm_head_bits == 8:
-        quantize_(q, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0)),
-                  filter_fn=head)
-        details["lm_head"] = "8da8w (int8 dynamic activations, int8 weights per output channel)"
     if embedding_quant != "none":
         # padding_idx only masks gradients, but it adds an argument to aten.embedding, and then ExecuTorch's quant
         # fusion does not rewrite dequantize_affine -> embedding into quantized_decomposed.embedding_byte
@@ -81,13 +71,10 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
         for mod in q.modules():
             if isinstance(mod, torch.nn.Embedding):
                 mod.padding_idx = None
-        dtype = torch.int8 if embedding_quant == "int8" else torch.int4
-        group = group_size if hidden % group_size == 0 else hidden
-        quantize_(q, IntxWeightOnlyConfig(weight_dtype=dtype, granularity=PerGroup(group)),
-                  filter_fn=lambda mod, fqn: isinstance(mod, torch.nn.Embedding))
-        details["embedding"] = f"{embedding_quant} weight-only, group {group} (quantized_decomposed.embedding_*)"
-    else:
-        details["embedding"] = "fp32"
+    details["embedding"] = "fp32"
+    for rule in rules_8da4w(hidden, group_size, embedding_quant, lm_head_bits, mapping):
+        quantize_(q, rule.config, filter_fn=rule.applies)
+        details[rule.kind] = rule.description
     return q, details
 
 

@@ -166,6 +166,20 @@ def load_causal_lm_bundle(folder, data_cfg=None, source=None):
     return make_bundle(model, tokenizer, folder.name, str(folder))
 
 
+def merge_recipe_adapter(ctx) -> None:
+    """The recipe's llm.lora_adapter, merged once, at load (the causal-LM task's `after_load`, edgekd/tasks.py):
+    QAT-KD trains, export quantizes and verify compares one merged model, taken before the reference copy."""
+    adapter = ctx.recipe.llm.lora_adapter if ctx.recipe.llm is not None else None
+    if not adapter or ctx.model.meta.get("lora_merged"):
+        return
+    merged = merge_lora(ctx.model.meta["hf_model"], Path(adapter)).eval()
+    ctx.model.module.lm = merged
+    ctx.model.meta["hf_model"] = merged
+    ctx.model.meta["lora_merged"] = adapter
+    ctx.decide("load", "llm.lora_adapter", "merged", f"{adapter} merged into the weights; QAT-KD, export and verify "
+               "use the merged model")
+
+
 def smollm2(lora_adapter: str | None = None):
     """`model.source: py:edgekd.llm.models:smollm2`: SmolLM2-135M-Instruct, converted from GGUF once, cached."""
     folder = smollm2_folder()

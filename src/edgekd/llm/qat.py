@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import time
 
-import torch
 from torch import nn
 
 from edgekd.context import Context, ModelBundle
@@ -46,12 +45,6 @@ class AllLogits(nn.Module):
         return self.lm(input_ids=input_ids, use_cache=False).logits
 
 
-def embedding_group(hidden: int, group_size: int) -> int:
-    """The export's rule for nn.Embedding groups (edgekd.llm.export.quantize_8da4w): group_size if it divides the
-    hidden size, else one group per row."""
-    return group_size if hidden % group_size == 0 else hidden
-
-
 def check_groups(model, group_size: int) -> None:
     """Every Linear's in_features must split into whole groups (the export raises the same error, but only after
     training)."""
@@ -61,28 +54,16 @@ def check_groups(model, group_size: int) -> None:
                           hint="choose 32, 64 or 128 dividing the hidden size")
 
 
-def base_configs(model, group_size: int, embedding_quant: str) -> list[tuple[object, type]]:
-    """[(torchao PTQ config, module type)] exactly as quantize_8da4w applies them at export."""
-    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
-    from torchao.quantization.granularity import PerGroup
-
-    configs = [(Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4,
-                                                      weight_granularity=PerGroup(group_size)), nn.Linear)]
-    if embedding_quant != "none":
-        dtype = torch.int8 if embedding_quant == "int8" else torch.int4
-        group = embedding_group(model.config.hidden_size, group_size)
-        configs.append((IntxWeightOnlyConfig(weight_dtype=dtype, granularity=PerGroup(group)), nn.Embedding))
-    return configs
-
-
-def prepare_fake_quant(model, group_size: int, embedding_quant: str = "int8"):
-    """Swap Linear/Embedding for torchao's fake-quantized versions, in place; parameters (and ties) are kept."""
+def prepare_fake_quant(model, group_size: int, embedding_quant: str = "int8", lm_head_bits: int | None = None):
+    """Swap Linear/Embedding for torchao's fake-quantized versions of the export's own rules (llm/scheme.py), in
+    place; parameters (and ties) are kept."""
     from torchao.quantization import quantize_
     from torchao.quantization.qat import QATConfig
 
-    for config, kind in base_configs(model, group_size, embedding_quant):
-        quantize_(model, QATConfig(config, step="prepare"),
-                  filter_fn=lambda mod, fqn, kind=kind: type(mod) is kind)
+    from .scheme import rules_8da4w
+
+    for rule in rules_8da4w(model.config.hidden_size, group_size, embedding_quant, lm_head_bits):
+        quantize_(model, QATConfig(rule.config, step="prepare"), filter_fn=rule.applies)
     return model
 
 
@@ -138,7 +119,7 @@ def quantized_perplexity(model, ctx: Context) -> float:
     from .stages import llm_config
 
     cfg = llm_config(ctx)
-    quantized, _ = quantize_8da4w(model, cfg.group_size, cfg.embedding_quant)
+    quantized, _ = quantize_8da4w(model, cfg.group_size, cfg.embedding_quant, lm_head_bits=cfg.lm_head_bits)
     return pytorch_perplexity(quantized, ctx)
 
 
@@ -154,21 +135,6 @@ def check(ctx: Context, cfg) -> None:
         check_teacher_config(ctx, "qat")
 
 
-def _merge_lora(ctx: Context) -> None:
-    """An llm.lora_adapter is merged before training (the export would merge it later, into untrained weights)."""
-    from pathlib import Path
-
-    from .models import merge_lora
-    from .stages import llm_config
-
-    adapter = llm_config(ctx).lora_adapter
-    if adapter and not ctx.model.meta.get("lora_merged"):
-        ctx.model.meta["hf_model"] = merge_lora(ctx.model.meta["hf_model"], Path(adapter)).eval()
-        ctx.model.meta["lora_merged"] = adapter
-        ctx.decide("qat", "llm.lora_adapter", "merged before QAT-KD", f"{adapter} merged; the merged model is the "
-                   "teacher and the verify reference")
-
-
 def run(ctx: Context, cfg) -> Context:
     from edgekd.train.loop import resolve_device, train_kd
     from edgekd.train.support import checkpoint_dir, record
@@ -177,7 +143,6 @@ def run(ctx: Context, cfg) -> Context:
 
     started = time.perf_counter()
     llm = llm_config(ctx)
-    _merge_lora(ctx)
     original = ctx.model.meta["hf_model"].eval()
     check_groups(original, llm.group_size)
     teacher, teacher_name = teacher_model(ctx, original)
@@ -187,7 +152,7 @@ def run(ctx: Context, cfg) -> Context:
                                   meta={"hf_model": teacher, "source": "the student's own fp32 weights"})
     device = resolve_device(cfg.device, ctx.device)
 
-    student = prepare_fake_quant(copy.deepcopy(original), llm.group_size, llm.embedding_quant)
+    student = prepare_fake_quant(copy.deepcopy(original), llm.group_size, llm.embedding_quant, llm.lm_head_bits)
     student.requires_grad_(True)  # the copy inherits requires_grad from the original, which train_kd freezes
     fake_quantized = len(fake_quant_modules(student))
     # The fake-quant student's own perplexity equals quantize_8da4w's (same logits, tested), so it is not repeated.

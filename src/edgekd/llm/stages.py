@@ -43,15 +43,6 @@ def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
     from . import export as llm_export
 
     cfg = llm_config(ctx)
-    if cfg.lora_adapter and not ctx.model.meta.get("lora_merged"):
-        from pathlib import Path
-
-        from .models import merge_lora
-
-        ctx.model.meta["hf_model"] = merge_lora(_hf_model(ctx), Path(cfg.lora_adapter)).eval()
-        ctx.model.meta["lora_merged"] = cfg.lora_adapter
-        ctx.decide("export", "llm.lora_adapter", "merged", f"{cfg.lora_adapter} merged into the weights; "
-                   "verify compares artifacts with the merged model")
     model, name, out = _hf_model(ctx), ctx.model.name, ctx.out_dir
     if cfg.max_seq_len > getattr(model.config, "max_position_embeddings", cfg.max_seq_len):
         ctx.decide("export", "llm.max_seq_len", "kept", "longer than the model's max_position_embeddings")

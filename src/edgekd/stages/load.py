@@ -26,6 +26,7 @@ def run(ctx: Context, cfg=None) -> Context:
         if not exc.file and ctx.recipe_path is not None:  # a key of the recipe: name the recipe file
             exc.file = str(ctx.recipe_path)
         raise
+    ctx.task_record.part("after_load")(ctx)  # e.g. a causal LM's LoRA adapter, merged once (edgekd/tasks.py)
     ctx.data = load_data(ctx.recipe.data, ctx.model, base_dir=base)
     if ctx.data.calibration.inputs:
         first = ctx.data.calibration.inputs[0]
