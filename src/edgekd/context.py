@@ -115,6 +115,9 @@ class Context:
     decisions: list[Decision] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     plots: dict[str, Path] = field(default_factory=dict)
+    # Per-sample top-1 on the eval split of earlier networks every classifier artifact is also compared with
+    # (paired, by verify): e.g. "unpruned", the student before the prune stage cut it.
+    baselines: dict[str, Any] = field(default_factory=dict)
     progress: Callable[..., Any] | None = None
 
     def decide(self, stage: str, subject: str, action: str, reason: str) -> None:
