@@ -92,11 +92,29 @@ def output_layers(module: nn.Module, example_inputs: tuple) -> list[str]:
 
 
 def count(module: nn.Module, example_inputs: tuple) -> tuple[int, int]:
-    """(MACs, parameters) of one forward pass on the example inputs (torch-pruning's op counter)."""
-    import torch_pruning as tp
+    """(MACs, parameters) of one forward pass on the example inputs, batch 1.
 
-    macs, params = tp.utils.count_ops_and_params(module, example_inputs)
-    return int(macs), int(params)
+    MACs are those of every Conv/Linear (multiply-accumulates of the layer's output elements; the norms, activations
+    and adds are a few percent at most). Counted by isinstance in forward hooks, so subclasses count too:
+    torch-pruning's counter maps exact types and misses EfficientNet's Conv2dStaticSamePadding."""
+    total = [0]
+
+    def hook(m, inputs, out):
+        batch = out.shape[0] if out.dim() > 1 else 1
+        if isinstance(m, nn.Linear):
+            total[0] += out.numel() // batch * m.in_features
+        else:
+            per_output = (m.in_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
+            total[0] += out.numel() // batch * per_output
+
+    hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, LAYER_TYPES)]
+    try:
+        with torch.no_grad():
+            module.eval()(*example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(total[0]), sum(p.numel() for p in module.parameters())
 
 
 def layer_widths(module: nn.Module) -> dict[str, dict]:

@@ -55,12 +55,6 @@ def _student_for_check(ctx: Context):
 
 def check(ctx: Context, cfg: PruneStage) -> None:
     file = str(ctx.recipe_path)
-    if cfg.importance == "taylor" and ctx.recipe.data.train_samples < 1:
-        raise EdgekdError("taylor importance needs training samples for its gradients", file=file,
-                          key="data.train_samples", hint="set data.train_samples, or importance: l1 | l2")
-    if cfg.recovery is not None and ctx.recipe.data.train_samples < 2:
-        raise EdgekdError("KD recovery needs a train split", file=file, key="data.train_samples",
-                          hint="set data.train_samples, or drop stages.prune.recovery")
     bundle = _student_for_check(ctx)
     module = copy.deepcopy(bundle.module).eval()
     plan_settings = settings(cfg, module, bundle.example_inputs, file)
@@ -84,6 +78,9 @@ def _step(name: str, predictions: np.ndarray, unpruned: np.ndarray, truth: np.nd
 
 
 def _taylor_batches(ctx: Context, cfg: PruneStage, unpruned: torch.nn.Module) -> list:
+    if ctx.data.train is None or len(ctx.data.train) == 0:
+        raise EdgekdError("taylor importance needs a train split for its gradients", file=str(ctx.recipe_path),
+                          key="data.train_samples", hint="set data.train_samples, or importance: l1 | l2")
     batches = []
     for inputs, labels in ctx.data.train.batches(cfg.recovery.batch_size if cfg.recovery else 32):
         if labels is None:
