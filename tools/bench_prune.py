@@ -21,16 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from edgekd.bench.compare import Candidate, child_measure, machine_info, machine_line, pool, run_interleaved  # noqa: E402
+from edgekd.bench.compare import (Candidate, child_measure, machine_info, machine_line, pool,  # noqa: E402
+                                  run_interleaved)
 
-PRECISIONS = ("fp32", "int8")  # the shipped artifacts; PTQ baselines beside QAT are reference rows, left out
 
 
 def candidates(folder: Path, which: str) -> list[Candidate]:
     manifest = json.loads((folder / "manifest.json").read_text())
     out = []
     for a in manifest["artifacts"]:
-        if a["precision"] not in PRECISIONS or a["runtime"] not in ("executorch", "onnxruntime"):
+        if (a.get("details") or {}).get("role") == "baseline" or a["runtime"] not in ("executorch", "onnxruntime"):
             continue
         parity = a.get("parity") or {}
         cand = Candidate(key=f"{which}/{a['format']}-{a['precision']}", model=which, label=a["name"],
@@ -49,7 +49,9 @@ def table(cands: list[Candidate], pooled: dict) -> tuple[str, list[dict]]:
     for cand in cands:
         if not cand.key.startswith("pruned/"):
             continue
-        twin = next(c for c in cands if c.key == cand.key.replace("pruned/", "unpruned/", 1))
+        twin = next((c for c in cands if c.key == cand.key.replace("pruned/", "unpruned/", 1)), None)
+        if twin is None:
+            continue
         new, old = pooled[cand.key], pooled[twin.key]
         p50_new = new["latency_ms"]["p50"] if new.get("ok") else None
         p50_old = old["latency_ms"]["p50"] if old.get("ok") else None

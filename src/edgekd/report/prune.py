@@ -20,8 +20,9 @@ def _table(rows: list[dict]) -> str:
 def _paired(p: dict | None) -> str:
     if not p:
         return "-"
-    return (f"{p['verdict']} ({100 * p['difference']:+.2f} pts, 99% CI {100 * p['ci_low']:+.2f}..{100 * p['ci_high']:+.2f}"
-            f"; +{p['candidate_only']} / -{p['baseline_only']}, p={p['p_value']:.3g})")
+    interval = f"99% CI {100 * p['ci_low']:+.2f}..{100 * p['ci_high']:+.2f}"
+    return (f"{p['verdict']} ({100 * p['difference']:+.2f} pts, {interval}; +{p['candidate_only']} / "
+            f"-{p['baseline_only']}, p={p['p_value']:.3g})")
 
 
 def step_rows(m: dict) -> list[dict]:

@@ -124,7 +124,8 @@ def run(ctx: Context, cfg: PruneStage) -> Context:
                           resume=ctx.resume, example_inputs=example, progress=ctx.progress)
         student.to("cpu").eval()
         unpruned.to("cpu")
-        record(ctx, "prune_recovery", result, cfg.recovery, {"device": str(device), "teacher": "unpruned student"})
+        record(ctx, "prune_recovery", result, cfg.recovery, {"device": str(device), "teacher": "unpruned student"},
+               teacher="the unpruned student")
         steps.append(_step("pruned + KD", top1(student, ctx.data.eval), unpruned_top1, truth, basis,
                            cfg.drop_margin))
     else:
@@ -143,7 +144,8 @@ def run(ctx: Context, cfg: PruneStage) -> Context:
         "global_pruning": cfg.global_pruning, "ratio": plan.ratio, "max_ratio": cfg.max_ratio,
         "macs_before": macs0, "macs_after": macs1, "params_before": params0, "params_after": params1,
         "macs_reduction": 1 - macs1 / macs0, "params_reduction": 1 - params1 / params0,
-        "ignored": plan_settings.ignore + plan_settings.heads, "layers": structured.layer_table(widths0, structured.layer_widths(student)),
+        "ignored": plan_settings.ignore + plan_settings.heads,
+        "layers": structured.layer_table(widths0, structured.layer_widths(student)),
         "steps": steps, "samples": len(truth)}
     if "model" in ctx.metrics:
         ctx.metrics["model"].update(parameters=params1, parameters_before_prune=params0)
