@@ -183,17 +183,9 @@ def _trial(module: nn.Module, example_inputs: tuple, settings: Settings, ratio: 
 def search(module: nn.Module, example_inputs: tuple, settings: Settings, file: str = "") -> Plan:
     """The smallest ratio whose cut removes at least `settings.target` of MACs (or parameters), found by
     bisection on copies; `module` is not changed. A target no cut within the caps can reach is bad input."""
-    macs, params = count(module, example_inputs)
-    base = macs if settings.kind == "macs" else params
-    hi = settings.max_ratio
-    best = _trial(module, example_inputs, settings, hi, base)
-    if best.reduction < settings.target:
-        raise EdgekdError(
-            f"no pruning plan removes {settings.target:.0%} of the student's {settings.kind}: cutting every prunable "
-            f"layer to its cap (max_ratio {settings.max_ratio}) removes {best.reduction:.1%}", file=file,
-            key=f"{settings.key}.target.{settings.kind}",
-            hint="lower the target, raise max_ratio or layer_max_ratio, or ignore fewer layers")
-    lo = 0.0
+    best = reachable(module, example_inputs, settings, file)
+    base = count(module, example_inputs)[0 if settings.kind == "macs" else 1]
+    lo, hi = 0.0, settings.max_ratio
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
         plan = _trial(module, example_inputs, settings, mid, base)
@@ -201,6 +193,21 @@ def search(module: nn.Module, example_inputs: tuple, settings: Settings, file: s
             hi, best = mid, plan
         else:
             lo = mid
+    return best
+
+
+def reachable(module: nn.Module, example_inputs: tuple, settings: Settings, file: str = "") -> Plan:
+    """The cut at every layer's cap: if even that misses the target, no plan can meet it (bad input, exit 2).
+    One trial, so the pipeline's prerequisite check can afford it before any training."""
+    macs, params = count(module, example_inputs)
+    base = macs if settings.kind == "macs" else params
+    best = _trial(module, example_inputs, settings, settings.max_ratio, base)
+    if best.reduction < settings.target:
+        raise EdgekdError(
+            f"no pruning plan removes {settings.target:.0%} of the student's {settings.kind}: cutting every prunable "
+            f"layer to its cap (max_ratio {settings.max_ratio}) removes {best.reduction:.1%}", file=file,
+            key=f"{settings.key}.target.{settings.kind}",
+            hint="lower the target, raise max_ratio or layer_max_ratio, or ignore fewer layers")
     return best
 
 

@@ -60,7 +60,7 @@ def check(ctx: Context, cfg: PruneStage) -> None:
     plan_settings = settings(cfg, module, bundle.example_inputs, file)
     if cfg.importance == "taylor":  # ranking needs gradients; the check only needs the channel counts
         plan_settings.importance = "l2"
-    structured.search(module, bundle.example_inputs, plan_settings, file)
+    structured.reachable(module, bundle.example_inputs, plan_settings, file)
 
 
 def top1(module: torch.nn.Module, split, batch_size: int = 256) -> np.ndarray:
