@@ -229,7 +229,7 @@ class PruneStage(Strict):
     ignore: list[str] = Field(default_factory=list)
     max_ratio: float = Field(default=0.8, gt=0, lt=1)  # most of any one layer's channels that may go
     layer_max_ratio: dict[str, Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=dict)
-    round_to: int | None = Field(default=None, ge=1)  # keep channel counts multiples of this
+    round_to: int | None = Field(default=None, ge=1, le=256)  # keep channel counts multiples of this
     taylor_batches: int = Field(default=4, ge=1)  # train batches whose gradients rank channels (taylor)
     drop_margin: float = Field(default=0.01, ge=0, le=1)  # reported: is pruned+KD more than this below unpruned?
     recovery: RecoveryStage | None = None  # None: no fine-tune (the pruned weights are exported as they are)

@@ -201,7 +201,12 @@ def reachable(module: nn.Module, example_inputs: tuple, settings: Settings, file
     One trial, so the pipeline's prerequisite check can afford it before any training."""
     macs, params = count(module, example_inputs)
     base = macs if settings.kind == "macs" else params
-    best = _trial(module, example_inputs, settings, settings.max_ratio, base)
+    try:
+        best = _trial(module, example_inputs, settings, settings.max_ratio, base)
+    except Exception as exc:  # noqa: BLE001 - tracing/grouping fails in many ways; the user needs the reason
+        raise EdgekdError(f"torch-pruning cannot prune this student: {type(exc).__name__}: {str(exc)[:300]}",
+                          file=file, key=settings.key, hint="ignore the layers it cannot handle, or drop "
+                          "stages.prune") from exc
     if best.reduction < settings.target:
         raise EdgekdError(
             f"no pruning plan removes {settings.target:.0%} of the student's {settings.kind}: cutting every prunable "
