@@ -122,3 +122,15 @@ def test_copy_keeps_gradients_for_taylor_trials():
     net(EXAMPLE[0]).sum().backward()
     clone = structured._copy_with_grads(net)
     assert all(torch.equal(p.grad, q.grad) for p, q in zip(net.parameters(), clone.parameters()))
+
+
+def test_frozen_bn_mode_trains_weights_but_keeps_running_statistics():
+    from edgekd.stages.prune import _frozen_bn_mode
+
+    net = tiny_net()
+    _frozen_bn_mode(net, True, 0)
+    assert net.training and net.stem[0].training
+    assert not any(m.training for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = net.stem[1].running_mean.clone()
+    net(torch.rand(8, 1, 8, 8) * 5).sum().backward()
+    assert torch.equal(net.stem[1].running_mean, before) and net.stem[0].weight.grad is not None

@@ -214,6 +214,9 @@ class RecoveryStage(TrainStage):
 
     epochs: int = Field(default=3, ge=1)
     lr: float = Field(default=5e-4, gt=0)
+    # BatchNorm keeps its running statistics while the weights train: with a few hundred samples (photo crops) the
+    # batch statistics of 16 crops would overwrite those the network learned on its real training set.
+    freeze_bn: bool = False
 
 
 class PruneStage(Strict):

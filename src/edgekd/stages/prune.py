@@ -92,6 +92,14 @@ def _taylor_batches(ctx: Context, cfg: PruneStage, unpruned: torch.nn.Module) ->
     return batches
 
 
+def _frozen_bn_mode(model: torch.nn.Module, training: bool, epoch: int) -> None:
+    """train_kd's set_mode with every BatchNorm in eval mode (running statistics used and kept)."""
+    model.train(training)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 def run(ctx: Context, cfg: PruneStage) -> Context:
     from edgekd.train.loop import resolve_device, train_kd
     from edgekd.train.support import checkpoint_dir, record
@@ -121,7 +129,8 @@ def run(ctx: Context, cfg: PruneStage) -> Context:
         device = resolve_device(cfg.recovery.device, ctx.device)
         result = train_kd(student, unpruned, ctx.data.train, ctx.data.eval, cfg.recovery, task=ctx.model.task,
                           stage="prune_recovery", ckpt_dir=checkpoint_dir(ctx, "prune_recovery"), device=device,
-                          resume=ctx.resume, example_inputs=example, progress=ctx.progress)
+                          resume=ctx.resume, example_inputs=example, progress=ctx.progress,
+                          **({"set_mode": _frozen_bn_mode} if cfg.recovery.freeze_bn else {}))
         student.to("cpu").eval()
         unpruned.to("cpu")
         record(ctx, "prune_recovery", result, cfg.recovery, {"device": str(device), "teacher": "unpruned student"},
