@@ -35,10 +35,13 @@ def step_rows(m: dict) -> list[dict]:
     order = {"fp32": 0, "int8-ptq": 1, "int8": 2}
     for a in sorted(m.get("artifacts") or [], key=lambda a: (order.get(a.get("precision"), 3), a.get("format", ""))):
         parity = a.get("parity") or {}
-        if parity.get("accuracy") is None:
+        paired = parity.get("paired_vs_unpruned")
+        if paired is None:
             continue
+        # on the unpruned student's basis (labels, or agreement with its top-1): its accuracy plus the paired difference
+        accuracy = prune["steps"][0]["accuracy"] + paired["difference"]
         rows.append({"step": f"{trained}, {a['precision']} artifact", "where": f"{a['format']} ({a['runtime']})",
-                     "accuracy": f"{parity['accuracy']:.4f}", "bytes": f"{a.get('bytes', 0):,}",
+                     "accuracy": f"{accuracy:.4f}", "bytes": f"{a.get('bytes', 0):,}",
                      "vs unpruned (paired)": _paired(parity.get("paired_vs_unpruned"))})
     return rows
 
