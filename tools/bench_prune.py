@@ -59,7 +59,8 @@ def table(cands: list[Candidate], pooled: dict) -> tuple[str, list[dict]]:
                      "p50 unpruned ms": p50_old, "p50 pruned ms": p50_new,
                      "speedup": (p50_old / p50_new) if p50_new and p50_old else None,
                      "accuracy unpruned": accuracy(twin.parity or {}), "accuracy pruned": accuracy(cand.parity or {})})
-    head = "| artifact | bytes unpruned -> pruned | p50 ms unpruned -> pruned | speedup | accuracy unpruned -> pruned |"
+    head = ("| artifact | bytes unpruned -> pruned | p50 ms unpruned -> pruned | speedup | "
+            "accuracy (labels) or top-1 agreement with its own fp32, unpruned -> pruned |")
     lines = [head, "|---|---|---|---|---|"]
     for r in rows:
         f = (lambda v, d=3: "-" if v is None else f"{v:.{d}f}")
