@@ -60,7 +60,7 @@ def prune_section(m: dict) -> str:
         "\n## Pruning\n"
         f"Target: remove {target}; importance {prune['importance']}, "
         f"{'global' if prune['global_pruning'] else 'the same fraction per layer'} (channel ratio "
-        f"{prune['ratio']:.3f}, at most {prune['max_ratio']} of any layer). Kept whole: "
+        f"{prune['ratio']:.3g}, at most {prune['max_ratio']} of any layer). Kept whole: "
         f"{', '.join(prune['ignored']) or 'nothing'}.\n\n"
         + _table([{"": "MACs", "before": f"{prune['macs_before']:,}", "after": f"{prune['macs_after']:,}",
                    "removed": f"{prune['macs_reduction']:.1%}"},
