@@ -63,7 +63,7 @@ def seven_class_teacher() -> ModelBundle:
 
 def export_command(recipe: Path, out: Path, *extra: str) -> list[str]:
     """`edgekd export --profile snapdragon865` of a recipe, bench skipped. The installed entry point, run with this
-    interpreter (`python -m edgekd.cli` would import cli.py twice)."""
+    interpreter (the same entry point a user runs)."""
     import sys
 
     return [sys.executable, "-c", "from edgekd.cli import main; main(prog_name='edgekd')", "export", "--profile",

@@ -10,9 +10,7 @@ load time and peak memory per artifact, and the fp32 PyTorch perplexity. Writes 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,9 +21,8 @@ def main() -> int:
 
     from edgekd.config.loading import load_recipe_and_profile
     from edgekd.context import Context
-    from edgekd.llm import bench_llm, export_llm_artifacts, verify_llm
+    from edgekd.pipeline import run_pipeline
     from edgekd.report.atomic import write_json
-    from edgekd.stages import load
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipe", default="recipes/smollm2/8da4w.yaml")
@@ -40,12 +37,9 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(recipe=recipe, profile=profile, recipe_path=rfile, profile_path=pfile, out_dir=out)
-    for name, fn in [("load", lambda c: load.run(c, None)), ("export", export_llm_artifacts),
-                     ("verify", verify_llm), ("bench", bench_llm)]:
-        started = time.perf_counter()
-        ctx = fn(ctx)
-        ctx.timings[name] = time.perf_counter() - started
-        print(f"[{name}] {ctx.timings[name]:.0f} s", flush=True)
+    ctx = run_pipeline(ctx, on_stage=lambda name, summary: print(f"[{name}] {summary}", flush=True),
+                       only=("load", "export", "verify", "bench"))
+    print(", ".join(f"{name} {seconds:.0f} s" for name, seconds in ctx.timings.items()), flush=True)
     rows = []
     for a in ctx.artifacts:
         rows.append({"artifact": a.name, "runtime": a.runtime, "precision": a.precision,

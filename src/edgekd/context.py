@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
 from edgekd.config.schema import Budgets, Profile, Recipe
+
+if TYPE_CHECKING:  # annotations only: these modules import the stages' heavy dependencies
+    from edgekd.quant.plan import PrecisionPlan
+    from edgekd.quant.sensitivity import SensitivityResult
 
 
 @dataclass
@@ -109,7 +113,9 @@ class Context:
     data: Data | None = None
     reference: torch.nn.Module | None = None  # the fp32 student every artifact is compared against
     quantized: torch.nn.Module | None = None  # converted PT2E model (the PyTorch view of the int8 artifacts)
-    plan: Any = None  # edgekd.quant.plan.PrecisionPlan when mixed precision ran or was loaded
+    plan: PrecisionPlan | None = None  # when mixed precision ran or a plan was loaded
+    sensitivity: SensitivityResult | None = None  # the sensitivity stage's measurements, which mixed_precision solves
+    float_layers: list[str] = field(default_factory=list)  # layers the quantizer left in float (ptq / qat)
     artifacts: list[Artifact] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
@@ -118,7 +124,25 @@ class Context:
     # Per-sample top-1 on the eval split of earlier networks every classifier artifact is also compared with
     # (paired, by verify): e.g. "unpruned", the student before the prune stage cut it.
     baselines: dict[str, Any] = field(default_factory=dict)
+    report_sections: dict[str, str] = field(default_factory=dict)  # {title: markdown} a task adds to report.md
     progress: Callable[..., Any] | None = None
+
+    @property
+    def task_record(self):
+        """The model's task record (edgekd/tasks.py): which code exports, verifies, benchmarks and trains it. Before
+        the load stage has built the model, the recipe's task; a task the loader has yet to detect gets the generic
+        parts (every task but the causal LM's declares its task in the recipe or is detected as a generic one)."""
+        from edgekd.tasks import RECORDS, for_task
+
+        task = self.model.task if self.model is not None else self.recipe.model.task
+        return RECORDS[0] if task is None else for_task(task)
+
+    @property
+    def backend(self):
+        """The profile's backend record (edgekd/backends): formats, runtimes, quantizer, verify policy."""
+        from edgekd.backends import get
+
+        return get(self.profile.backend)
 
     def decide(self, stage: str, subject: str, action: str, reason: str) -> None:
         self.decisions.append(Decision(stage, subject, action, reason))

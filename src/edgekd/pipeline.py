@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from edgekd.context import Context
 from edgekd.errors import EdgekdError
@@ -65,8 +65,9 @@ def planned_stages(ctx: Context, skip: tuple[str, ...] = ()) -> list[Stage]:
     return [s for s in STAGES if s.enabled(ctx) and s.name not in skip]
 
 
-def check_prerequisites(ctx: Context, stages: list[Stage]) -> None:
+def check_prerequisites(ctx: Context, stages: list[Stage], configs: dict[str, Any] | None = None) -> None:
     """Ask every planned stage whose module defines `check(ctx, cfg)` to validate its inputs before anything runs."""
+    configs = configs or {}
     problems: list[str] = []
     for stage in stages:
         module = importlib.import_module(f"edgekd.stages.{stage.module}")
@@ -74,7 +75,7 @@ def check_prerequisites(ctx: Context, stages: list[Stage]) -> None:
         if check is None:
             continue
         try:
-            check(ctx, getattr(ctx.recipe.stages, stage.name, None))
+            check(ctx, configs.get(stage.name, getattr(ctx.recipe.stages, stage.name, None)))
         except EdgekdError as exc:
             problems.append(f"[{stage.name}] {exc.render()}")
     if problems:
@@ -82,18 +83,31 @@ def check_prerequisites(ctx: Context, stages: list[Stage]) -> None:
 
 
 def run_pipeline(ctx: Context, skip: tuple[str, ...] = (), on_stage: Callable[[str, str], None] | None = None,
-                 ) -> Context:
-    stages = planned_stages(ctx, skip)
-    check_prerequisites(ctx, stages)
+                 *, only: tuple[str, ...] | None = None, configs: dict[str, Any] | None = None) -> Context:
+    """Run the planned stages in STAGES order.
+
+    `only` restricts the run to those stages (still in STAGES order, still only when enabled) and `configs` gives a
+    stage a config of its own, which also enables it: `edgekd sensitivity` runs load, fuse and sensitivity this way
+    without a second copy of the order."""
+    configs = configs or {}
+    if only is not None:
+        unknown = sorted(set(only) - set(stage_names()))
+        if unknown:
+            raise EdgekdError(f"unknown stage(s): {', '.join(unknown)}", hint=f"allowed: {', '.join(stage_names())}")
+        stages = [s for s in STAGES if s.name in only and s.name not in skip and (s.name in configs or s.enabled(ctx))]
+    else:
+        stages = planned_stages(ctx, skip)
+    check_prerequisites(ctx, stages, configs)
     for stage in stages:
         if on_stage:
             on_stage(stage.name, stage.summary)
         module = importlib.import_module(f"edgekd.stages.{stage.module}")
         started = time.perf_counter()
-        ctx = module.run(ctx, getattr(ctx.recipe.stages, stage.name, None))
+        ctx = module.run(ctx, configs.get(stage.name, getattr(ctx.recipe.stages, stage.name, None)))
         ctx.timings[stage.name] = time.perf_counter() - started
-    for stage in STAGES:
-        if stage not in stages:
-            reason = "skipped on the command line" if stage.name in skip else "not enabled in the recipe"
-            ctx.decide("pipeline", stage.name, "not run", reason)
+    if only is None:
+        for stage in STAGES:
+            if stage not in stages:
+                reason = "skipped on the command line" if stage.name in skip else "not enabled in the recipe"
+                ctx.decide("pipeline", stage.name, "not run", reason)
     return ctx

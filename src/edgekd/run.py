@@ -154,15 +154,16 @@ def _run_with_progress(ctx: Context, skip: tuple[str, ...], quiet: bool) -> Cont
 def _write_outputs(ctx: Context, folder: Path) -> None:
     import numpy as np
 
-    from edgekd.report.atomic import write_json, write_text
-    from edgekd.report.manifest import build_manifest
-    from edgekd.report.markdown import render
+    from edgekd.report.atomic import write_text
+    from edgekd.report.manifest import build_manifest, write_manifest
+    from edgekd.report.markdown import render_manifest
 
-    if ctx.model is not None and ctx.model.task != "causal-lm":
+    if ctx.model is not None and ctx.task_record.example_inputs:
         np.savez(folder / "inputs.npz", **{n: t.numpy() for n, t in zip(ctx.model.input_names,
                                                                          ctx.model.example_inputs)})
-    write_json(folder / "manifest.json", build_manifest(ctx, folder))
-    write_text(folder / "report.md", render(ctx, folder))
+    manifest = build_manifest(ctx, folder)
+    write_manifest(folder, manifest)
+    write_text(folder / "report.md", render_manifest(manifest))
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:

@@ -93,9 +93,9 @@ def _eval_split():
 
 
 def _exact_onnx_predictions(path, split) -> np.ndarray:
-    from edgekd.export.qdq_onnx import exact_session
+    from edgekd.runtime.sessions import ort_session
 
-    session = exact_session(path)
+    session = ort_session(path, 1, exact=True)
     name = session.get_inputs()[0].name
     got = np.concatenate([session.run(None, {name: s[0].numpy()})[0] for s in split.inputs])
     return got.argmax(1)

@@ -1,102 +1,95 @@
-"""One plan file drives every exporter; each artifact is read back and checked per layer, then run in its runtime.
+"""One plan file drives every exporter of the product path (mixed_precision -> ptq -> export -> verify); each artifact
+is read back per layer by the export stage (details["layers"], plan_mismatches) and run in its runtime by verify.
 
-A small CNN+MLP keeps it fast: .pte (PT2E + XNNPACK, plan's float layers left out of the quantizer), Q/DQ ONNX from
-the same PT2E model, onnxruntime static QDQ and dynamic int8 (nodes_to_exclude), and the TensorRT layer precisions.
+A real small model (the built-in digits CNN on sklearn digits) keeps it fast: the XNNPACK .pte (the plan's float
+layers left out of the PT2E quantizer), the Q/DQ ONNX of the same PT2E model, onnxruntime's static QDQ and dynamic
+int8 (nodes_to_exclude), and the TensorRT layer precisions named by ONNX node.
 """
 
-import numpy as np
-import pytest
-import torch
+from __future__ import annotations
 
-from edgekd.quant.inspect import compare_with_plan, onnx_layer_precisions
-from edgekd.quant.mixed import export_fp32_onnx, onnx_with_plan, pte_with_plan
-from edgekd.quant.ort import plan_to_trt_layers
+import re
+
+import pytest
+
+from edgekd.config.schema import Profile, Recipe
+from edgekd.context import Context
+from edgekd.pipeline import run_pipeline
 from edgekd.quant.plan import PrecisionPlan, quantizable_layers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-class Block(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(8, 8, 3, padding=1)
-        self.fc = torch.nn.Linear(8, 16)
+def run_with_plan(tmp_path, onnx_mode: str, backend: str = "executorch-xnnpack", formats=("pte", "onnx")):
+    from edgekd.stages import load as load_stage
 
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+    recipe = Recipe(name="digits_plan", model={"source": "builtin:digits_cnn"},
+                    data={"source": "builtin:digits", "calibration_samples": 32, "eval_samples": 64},
+                    stages={"ptq": {"onnx_mode": onnx_mode}, "export": {"formats": list(formats)}})
+    ctx = Context(recipe=recipe, profile=Profile(name="p", backend=backend), recipe_path=tmp_path / "r.yaml",
+                  profile_path=tmp_path / "p.yaml", out_dir=tmp_path)
+    ctx = load_stage.run(ctx, None)
+    layers = quantizable_layers(ctx.model.module)
+    first, last = layers[0], layers[-1]
+    plan_path = PrecisionPlan(rules={first: "fp32", f"re:^{re.escape(last)}$": "fp32", "_default": "int8"}).save(
+        tmp_path / "plan.json")
+    mp_cfg = {"plan": str(plan_path)}
+    from edgekd.config.schema import MixedPrecisionStage
 
-
-def model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), Block(), torch.nn.ReLU(),
-                               torch.nn.Linear(16, 5)).eval()
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mixed")
-    plan_path = PrecisionPlan(rules={"2.conv": "fp32", "re:4": "fp32", "_default": "int8"}).save(
-        folder / "precision_plan.json")
-    torch.manual_seed(1)
-    calibration = [(torch.rand(1, 3, 10, 10) * 2 - 1,) for _ in range(16)]
-    return folder, PrecisionPlan.load(plan_path), calibration
+    ctx = run_pipeline(ctx, only=("mixed_precision", "ptq", "export", "verify"),
+                       configs={"mixed_precision": MixedPrecisionStage(**mp_cfg)})
+    expected = {n: ("fp32" if n in (first, last) else "int8") for n in layers}
+    return ctx, expected
 
 
-def expected(plan, layers):
-    return {n: plan.resolve(n) for n in layers}
+def _found(artifact) -> dict:
+    return {n: v.get("precision") for n, v in artifact.details["layers"].items()}
 
 
-def test_pte_has_the_planned_precision_per_layer_and_runs(setup):
-    from edgekd.runtime import load_pte
-
-    folder, plan, calibration = setup
-    m = model()
-    layers = quantizable_layers(m)
-    result = pte_with_plan(m, calibration[0], calibration, plan, folder / "mixed.pte")
-    rows = compare_with_plan(plan, result["layers"], layers)
-    assert all(r["ok"] for r in rows), rows
-    assert all(v["delegated"] for v in result["layers"].values())  # float layers still run inside XNNPACK
-    assert expected(plan, layers) == {"0": "int8", "2.conv": "fp32", "2.fc": "int8", "4": "fp32"}
-    run = load_pte(folder / "mixed.pte")
-    x = calibration[3][0]
-    out = run((x,))[0]
-    with torch.no_grad():
-        ref = m(x).numpy()
-    assert out.shape == ref.shape and np.abs(out - ref).max() < 0.1 * np.abs(ref).max() + 0.05
-
-    # Q/DQ ONNX from the same converted PT2E model: the float layers have no DequantizeLinear on their weights
-    qdq = folder / "pt2e_qdq.onnx"
-    export_fp32_onnx(result["quantized_graph"], calibration[0], qdq)
-    found = onnx_layer_precisions(qdq, layers)
-    assert {n: found[n]["precision"] for n in layers} == expected(plan, layers)
+def test_pte_and_pt2e_onnx_hold_the_planned_precision_per_layer_and_verify(tmp_path):
+    ctx, expected = run_with_plan(tmp_path, "pt2e")
+    assert set(expected.values()) == {"int8", "fp32"}
+    mixed = [a for a in ctx.artifacts if a.precision == "mixed"]
+    assert {a.format for a in mixed} == {"pte", "onnx"}
+    for artifact in mixed:
+        assert _found(artifact) == expected, artifact.name
+        assert artifact.details["plan_mismatches"] == []
+        assert artifact.parity["cosine_mean"] > 0.98  # run in its real runtime by verify
+    pte = next(a for a in mixed if a.format == "pte")
+    assert all(v["delegated"] for v in pte.details["layers"].values())  # float layers still run inside XNNPACK
 
 
-@pytest.mark.parametrize("mode", ["static", "dynamic"])
-def test_onnxruntime_quantizers_exclude_the_plans_nodes(setup, mode):
-    from edgekd.runtime import load_onnx
-
-    folder, plan, calibration = setup
-    m = model()
-    layers = quantizable_layers(m)
-    fp32 = export_fp32_onnx(m, calibration[0], folder / f"fp32_{mode}.onnx")
-    result = onnx_with_plan(fp32, calibration, plan, folder / f"mixed_{mode}.onnx", layers, mode=mode)
-    found = {n: result["layers"][n]["precision"] for n in layers}
-    if mode == "static":
-        assert found == expected(plan, layers)
-    else:  # dynamic int8 quantizes MatMul/Gemm only; convolutions stay float whatever the plan says
-        assert found == {"0": "fp32", "2.conv": "fp32", "2.fc": "int8", "4": "fp32"}
-    assert sorted(result["excluded_nodes"]) == sorted(plan_to_trt_layers(plan, fp32, layers))
-    out = load_onnx(folder / f"mixed_{mode}.onnx")((calibration[2][0],))[0]
-    with torch.no_grad():
-        ref = m(calibration[2][0]).numpy()
-    assert np.abs(out - ref).max() < 0.1 * np.abs(ref).max() + 0.05
+@pytest.mark.parametrize("mode", ["ort_static", "ort_dynamic"])
+def test_onnxruntime_quantizers_exclude_the_plans_nodes(tmp_path, mode):
+    ctx, expected = run_with_plan(tmp_path, mode, backend="onnxruntime", formats=("onnx",))
+    (onnx,) = [a for a in ctx.artifacts if a.precision == "mixed"]
+    found = _found(onnx)
+    if mode == "ort_static":
+        assert found == expected and onnx.details["plan_mismatches"] == []
+    else:  # dynamic int8 quantizes MatMul/Gemm only: convolutions stay float whatever the plan says, and are recorded
+        assert all(found[n] == "fp32" for n, p in expected.items() if p == "fp32")
+        assert {r["layer"] for r in onnx.details["plan_mismatches"]} == {
+            n for n, p in expected.items() if p == "int8" and found[n] == "fp32"}
+        assert any(d.subject.startswith(onnx.name) and "MatMul/Gemm only" in d.reason for d in ctx.decisions) \
+            or not onnx.details["plan_mismatches"]
+    assert onnx.parity["cosine_mean"] > 0.98
 
 
-def test_tensorrt_layer_precisions_name_the_onnx_nodes(setup):
-    folder, plan, calibration = setup
-    m = model()
-    fp32 = export_fp32_onnx(m, calibration[0], folder / "fp32_trt.onnx")
-    layers = quantizable_layers(m)
+def test_tensorrt_layer_precisions_name_the_onnx_nodes(tmp_path):
+    from edgekd.export.onnx import export_onnx
+    from edgekd.quant.inspect import onnx_layer_precisions
+    from edgekd.quant.ort import plan_to_trt_layers
+    from edgekd.stages import load as load_stage
+
+    recipe = Recipe(name="digits_trt", model={"source": "builtin:digits_cnn"},
+                    data={"source": "builtin:digits", "calibration_samples": 8, "eval_samples": 8})
+    ctx = load_stage.run(Context(recipe=recipe, profile=Profile(name="p", backend="tensorrt"),
+                                 recipe_path=tmp_path / "r.yaml", profile_path=tmp_path / "p.yaml",
+                                 out_dir=tmp_path), None)
+    layers = quantizable_layers(ctx.model.module)
+    plan = PrecisionPlan(rules={layers[0]: "fp16", layers[-1]: "fp32", "_default": "int8"})
+    fp32 = tmp_path / "fp32.onnx"
+    export_onnx(ctx.model.module, ctx.model, fp32)
     trt = plan_to_trt_layers(plan, fp32, layers)
     nodes = {v["node"]: k for k, v in onnx_layer_precisions(fp32, layers).items()}
-    assert {nodes[n]: p for n, p in trt.items()} == {"2.conv": "fp32", "4": "fp32"}
+    assert {nodes[n]: p for n, p in trt.items()} == {layers[0]: "fp16", layers[-1]: "fp32"}

@@ -15,7 +15,8 @@ import torch
 
 from edgekd.config.schema import Profile
 from edgekd.context import ModelBundle
-from edgekd.export.qdq_onnx import export_qdq_onnx, ort_parity
+from edgekd.export.qdq_onnx import export_qdq_onnx
+from edgekd.runtime.onnx_checks import ort_parity
 from edgekd.export.tensorrt import lint_shapes, optimization_shapes, quantization_export_shapes, tensorrt_dynamic_axes
 from edgekd.quant import pt2e
 from edgekd.quant.pt2e import drop_unrepresentable_observers

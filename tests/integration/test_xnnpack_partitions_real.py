@@ -39,7 +39,7 @@ def lower(ctx: Context, keep_float: list[str], plan: PrecisionPlan | None, path)
     ctx.plan, ctx.quantized = plan, None
     cfg = ctx.recipe.stages.ptq.model_copy(update={"keep_float": keep_float})
     ctx = ptq.run(ctx, cfg)
-    mixed = bool(ctx.metrics["ptq"]["float_layers"])
+    mixed = bool(ctx.float_layers)
     details = export_pte(ctx.quantized, ctx.model.example_inputs, path, mixed=mixed)
     events = profile_pte(path, ctx.model.example_inputs, runs=1)
     return ctx, details, [e.kind for e in events if e.delegated], partitions(events)
@@ -47,7 +47,7 @@ def lower(ctx: Context, keep_float: list[str], plan: PrecisionPlan | None, path)
 
 def test_all_int8_is_one_partition_without_fp32_pads(fused, tmp_path):
     ctx, details, kinds, calls = lower(fused, [], None, tmp_path / "int8.pte")
-    assert ctx.metrics["ptq"]["float_layers"] == []
+    assert ctx.float_layers == []
     assert details["delegated_subgraphs"] == 1 and calls == 1, details
     assert details["non_delegated_by_op"] == {"getitem": 1}, details
     assert not [k for k in kinds if k.startswith("Clamp")], kinds  # 33 ReLU6 fused into their convs
@@ -57,7 +57,7 @@ def test_all_int8_is_one_partition_without_fp32_pads(fused, tmp_path):
 
 def test_recipe_plan_is_one_partition(fused, tmp_path):
     ctx, details, kinds, calls = lower(fused, list(fused.recipe.stages.ptq.keep_float), None, tmp_path / "mixed.pte")
-    assert ctx.metrics["ptq"]["float_layers"] == ["_blocks.0._depthwise_conv", "_conv_stem"]
+    assert ctx.float_layers == ["_blocks.0._depthwise_conv", "_conv_stem"]
     assert details["delegated_subgraphs"] == 1 and calls == 1 and details["partitioning"] == "single", details
     assert sum(k.startswith("Convolution (NHWC, F32)") for k in kinds) == 2, kinds
 
@@ -65,7 +65,7 @@ def test_recipe_plan_is_one_partition(fused, tmp_path):
 def test_an_fp32_island_in_every_block_is_still_one_partition(fused, tmp_path):
     plan = PrecisionPlan(rules={r"re:_blocks\.\d+\._depthwise_conv": "fp32", "_default": "int8"})
     ctx, details, kinds, calls = lower(fused, [], plan, tmp_path / "islands.pte")
-    assert len(ctx.metrics["ptq"]["float_layers"]) == 16
+    assert len(ctx.float_layers) == 16
     assert details["delegated_subgraphs"] == 1 and calls == 1 and details["partitioning"] == "single", details
     assert kinds.count("Convolution (NHWC, F32) DWConv") == 16, kinds
     assert not [k for k in kinds if k.startswith("Clamp")], kinds

@@ -190,7 +190,7 @@ def test_lint_refuses_empty_and_non_onnx_files(tmp_path, content):
 def test_any_exception_escaping_a_command_is_one_line_and_debug_shows_the_traceback(tmp_path):
     import click
 
-    from edgekd.cli import handles_errors
+    from edgekd.cli.common import handles_errors
 
     @click.command("explode")
     @handles_errors

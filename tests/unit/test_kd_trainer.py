@@ -5,7 +5,6 @@ Small real pieces only: DigitsCNN students/teachers built from configs, the real
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch

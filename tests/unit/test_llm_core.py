@@ -145,7 +145,7 @@ def test_convert_gguf_refuses_foreign_folder_and_missing_file(tmp_path):
 
 
 def test_bench_process_measures_tokens_per_s_and_memory(onnx_files):
-    from edgekd.llm.pipeline import bench_one
+    from edgekd.llm.stages import bench_one
 
     _, folder, _ = onnx_files
     result = bench_one(folder / "tiny.int4.onnx", "onnxruntime", list(range(1, 17)), new_tokens=8, max_len=64,
@@ -160,7 +160,7 @@ def test_size_ratio_falls_back_to_state_dict_and_report_section_shows_it(onnx_fi
     """No fp32 artifact of a format: the ratio is taken against the fp32 state dict and the report says so."""
     from edgekd.config.loading import load_recipe_and_profile
     from edgekd.context import Artifact, Context
-    from edgekd.llm.pipeline import _size_ratios, state_dict_bytes
+    from edgekd.llm.stages import _size_ratios, state_dict_bytes
     from edgekd.llm.report import TITLE, llm_rows, publish
 
     model, folder, _ = onnx_files
@@ -190,7 +190,7 @@ def test_size_ratio_falls_back_to_state_dict_and_report_section_shows_it(onnx_fi
                                "greedy_tokens_compared": [8], "continuations": ["a\nb`c"]}
     ctx.artifacts[1].bench = {"decode_tokens_per_s": 55.5, "prefill_tokens_per_s": 400.0}
     publish(ctx)
-    section = ctx.metrics["report_sections"][TITLE]
+    section = ctx.report_sections[TITLE]
     rows = {r["artifact"]: r for r in llm_rows(ctx)}
     assert rows["tiny.int4.onnx"]["perplexity"] == "13.000" and rows["tiny.int4.onnx"]["decode tok/s"] == "55.5"
     assert rows["tiny.int4.onnx"]["greedy matched"] == "3 of 8"

@@ -200,7 +200,7 @@ def test_austen_train_split_comes_from_emma_after_calibration_never_from_pride_a
 
 @needs_corpus
 def test_qat_stage_trains_plain_linears_into_hf_model_and_verify_keeps_the_original(tmp_path):
-    from edgekd.llm.pipeline import reference_model
+    from edgekd.llm.stages import reference_model
     from edgekd.stages import qat as qat_stage
 
     ctx = llm_context(tmp_path)
@@ -228,7 +228,7 @@ def test_qat_stage_trains_plain_linears_into_hf_model_and_verify_keeps_the_origi
     assert q["teacher"] == "tiny fp32 (itself, frozen)"
     assert set(ppl) == {"fp32_original", "8da4w_before", "fp32_trained", "8da4w_after"}
     assert ppl["8da4w_after"] != ppl["8da4w_before"] and ppl["fp32_trained"] != ppl["fp32_original"]
-    assert "QAT-KD (causal LM, PyTorch side)" in ctx.metrics["report_sections"]
+    assert "QAT-KD (causal LM, PyTorch side)" in ctx.report_sections
     assert (ctx.out_dir / "qat_loss.png").is_file()
 
 

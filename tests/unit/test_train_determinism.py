@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from edgekd.config.schema import DistillStage, QatStage
+from edgekd.config.schema import DistillStage
 from edgekd.context import Split
 from edgekd.models.builtin import DigitsCNN
 from edgekd.stages import qat

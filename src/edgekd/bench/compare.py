@@ -240,7 +240,7 @@ def child_measure(threads: int, timeout_s: int = 600, eager_args: dict[str, list
     import subprocess
     import sys
 
-    from edgekd.bench import measure as measure_module
+    import edgekd.bench.measure as measure_module
 
     def run(cand: Candidate, batch: int, warmup: int, runs: int) -> dict:
         common = ["--inputs", str(cand.inputs[batch]), "--warmup", str(warmup), "--runs", str(runs),

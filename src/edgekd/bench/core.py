@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekd.backends import device_runtime_of
 from edgekd.config.schema import Budgets, Profile, RunnerConfig
 from edgekd.errors import EdgekdError, GateFailed
 
@@ -30,8 +31,6 @@ RUNNER_BUDGETS = ("latency_p50_ms", "latency_p90_ms", "peak_memory_mb", "prefill
 SIZE_BUDGETS = ("artifact_size_mb",)
 PYTHON_RUNTIMES = ("onnxruntime", "executorch")
 STATE_DIR = ".edgekd"  # inside the run folder: the ssh runner's private known_hosts
-# The runtime a profile's device executes: only its artifacts are judged against the device's budgets.
-DEVICE_RUNTIME = {"executorch-xnnpack": "executorch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
 
 
 # ------------------------------------------------------------------------------------------------ runners
@@ -238,7 +237,7 @@ def bench_artifacts(ctx, cfg=None):
     runs = cfg.runs if cfg is not None else 30
     state = Path(ctx.work_dir or ctx.out_dir) / STATE_DIR
     inputs = write_inputs(Path(ctx.out_dir) / "inputs.npz", ctx.model.example_inputs, ctx.model.input_names)
-    device_runtime = DEVICE_RUNTIME.get(profile.backend)
+    device_runtime = device_runtime_of(profile.backend)
     jobs = [Job(a.name, Path(a.path), a.format, a.runtime, a.bytes or Path(a.path).stat().st_size, a.parity,
                 a.is_reference, a.precision, judged=is_judged(a.runtime, a.details, device_runtime))
             for a in ctx.artifacts]

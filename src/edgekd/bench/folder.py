@@ -9,16 +9,16 @@ device measurement like the ssh runner's, stored under artifacts[].bench["import
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekd.backends import device_runtime_of
 from edgekd.config.schema import Budgets, Profile, RunnerConfig
 from edgekd.errors import EdgekdError
 
 from .budgets import Verdict, site
-from .core import (DEVICE_RUNTIME, STATE_DIR, Job, effective_threads, is_judged, judge, machine_description,
+from .core import (STATE_DIR, Job, effective_threads, is_judged, judge, machine_description,
                    make_runner, merge_verdicts, outcomes_for_plots, plot_budgets, run_jobs)
 
 
@@ -29,19 +29,9 @@ def load_manifest(folder: Path) -> dict:
     if not path.is_file():
         raise EdgekdError("no manifest.json in the artifacts folder", file=str(folder), key="--artifacts",
                           hint="point --artifacts at an out/<name> folder written by edgekd export")
-    from edgekd.config.loading import read_json
+    from edgekd.report.manifest import read_manifest
 
-    manifest = read_json(path, what="manifest")
-    if not isinstance(manifest.get("artifacts"), list):
-        raise EdgekdError("manifest has no artifacts list", file=str(path), key="artifacts")
-    for i, rec in enumerate(manifest["artifacts"]):
-        if not isinstance(rec, dict):
-            raise EdgekdError(f"artifact entry must be a JSON object, not {type(rec).__name__}", file=str(path),
-                              key=f"artifacts[{i}]")
-    for key in ("recipe", "inputs"):
-        if manifest.get(key) is not None and not isinstance(manifest[key], dict if key == "recipe" else str):
-            raise EdgekdError(f"wrong JSON type {type(manifest[key]).__name__}", file=str(path), key=key)
-    return manifest
+    return read_manifest(path)
 
 
 def manifest_budgets(profile: Profile, manifest: dict) -> Budgets:
@@ -61,7 +51,7 @@ def manifest_budgets(profile: Profile, manifest: dict) -> Budgets:
 def jobs_from_manifest(folder: Path, manifest: dict, profile: Profile) -> list[Job]:
     jobs = []
     where = str(Path(folder) / "manifest.json")
-    device_runtime = DEVICE_RUNTIME.get(profile.backend)
+    device_runtime = device_runtime_of(profile.backend)
     for i, rec in enumerate(manifest["artifacts"]):
         for key in ("name", "path", "format", "runtime"):
             if not rec.get(key) or not isinstance(rec[key], str):
@@ -211,9 +201,9 @@ def _import_target(manifest: dict, runtime: str, name: str | None, folder: Path)
 def _finish(folder: Path, manifest: dict, budgets: Budgets, profile: Profile, runner: str, described: str,
             new: list[Verdict], skipped: list, files: dict, junit: Path | None) -> FolderResult:
     """Verdict, manifest.json, report.md and JUnit, all from the updated manifest."""
-    from edgekd.report.atomic import write_json, write_text
+    from edgekd.report.atomic import write_text
     from edgekd.report.junit import append_github_summary, write_junit
-    from edgekd.report.manifest import finalize, manifest_verdicts
+    from edgekd.report.manifest import finalize, manifest_verdicts, write_manifest
     from edgekd.report.markdown import render_manifest
 
     manifest["budgets"] = budgets.model_dump(mode="json")
@@ -223,7 +213,7 @@ def _finish(folder: Path, manifest: dict, budgets: Budgets, profile: Profile, ru
     finalize(manifest)
     junit_path = Path(junit) if junit else folder / f"bench-{runner}.junit.xml"
     files["junit"] = write_junit(new, junit_path, suite=f"edgekd bench {profile.name} ({runner})")
-    write_json(folder / "manifest.json", manifest)
+    write_manifest(folder, manifest)
     files["report"] = write_text(folder / "report.md", render_manifest(manifest))
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         append_github_summary(new, title=f"edgekd bench: {folder.name} on {profile.name} ({described})",

@@ -364,3 +364,19 @@ def check_recipe_files(recipe: Recipe | None, recipe_file: Path, problems: Probl
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_profile(name: str, overrides: list[str]):
+    """A device profile by name or path, with `key=value` overrides; every problem reported at once."""
+    problems = ProblemList()
+    path = find_profile(name)
+    if path is None:
+        problems.add("--profile", "profile", "unknown device profile", value=name,
+                     allowed=", ".join(available_profiles()))
+        problems.raise_if_any("invalid configuration")
+    data = read_yaml(path, problems)
+    problems.raise_if_any("invalid profile")
+    profile = validate(Profile, apply_overrides(data, [o.removeprefix("profile.") for o in overrides]), str(path),
+                       problems)
+    problems.raise_if_any("invalid profile")
+    return profile

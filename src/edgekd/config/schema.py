@@ -11,7 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-Backend = Literal["executorch-xnnpack", "tensorrt", "onnxruntime"]
+from edgekd.backends import names as backend_names  # data-only records, no runtimes imported
+
+Backend = Literal[backend_names()]  # type: ignore[valid-type]  # one per module in edgekd/backends/
 Task = Literal["image-classification", "sentence-embedding", "text-classification", "causal-lm"]
 Precision = Literal["fp32", "fp16", "int8", "int4"]
 ArtifactFormat = Literal["pte", "onnx", "engine"]

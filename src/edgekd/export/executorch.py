@@ -76,11 +76,18 @@ def lower(exported, mixed: bool = False) -> tuple:
             f"quantized then fp32 (one pass failed: {reason})")
 
 
-def export_pte(module: torch.nn.Module, example_inputs: tuple, path: Path, mixed: bool = False) -> dict:
+def export_pte(module: torch.nn.Module, example_inputs: tuple, path: Path, mixed: bool = False,
+               layers: list[str] | None = None) -> dict:
+    """`layers`: module names whose precision is read back from the lowered program (details["layers"]), so a
+    precision plan can be checked against what the file holds."""
     try:
         exported = torch.export.export(module, example_inputs, strict=False)
         program, partitioning = lower(exported, mixed)
         delegation = delegation_summary(program.exported_program().graph_module)
+        if layers is not None:
+            from edgekd.quant.inspect import pte_layer_precisions
+
+            delegation["layers"] = pte_layer_precisions(program, layers)
         et_program = program.to_executorch()
     except Exception as exc:  # noqa: BLE001 - export raises many exception types; the user needs the op and file
         raise EdgekdError(f"ExecuTorch export failed: {type(exc).__name__}: {str(exc)[:400]}", file=str(path),

@@ -71,7 +71,7 @@ def _unique_names(path: Path) -> list[dict]:
     "embedding" output vs aten.embedding's Gather): onnxruntime then refuses the file. Rename the earlier one."""
     import onnx
 
-    from edgekd.export.qdq_onnx import make_names_unique
+    from edgekd.export.tensorrt_rewrites import make_names_unique
 
     model = onnx.load(str(path))
     renamed = make_names_unique(model)
@@ -88,19 +88,10 @@ def op_summary(path: Path) -> dict:
     return {"nodes": sum(ops.values()), "ops": dict(ops.most_common())}
 
 
-def auto_mode(backend: str, bundle: ModelBundle) -> str:
-    """Which quantizer writes the int8 ONNX when the recipe says `onnx_mode: auto`.
-
-    tensorrt and executorch-xnnpack: the Q/DQ ONNX of the converted PT2E model, so it carries the .pte's (or the
-    QAT-learned) scales. Text encoders on CPUs: onnxruntime's dynamic quantization (per-token activation ranges,
-    cosine 0.991 on MiniLM where static per-tensor ranges lose the attention outliers). Images on CPUs:
-    onnxruntime's static QDQ, the kernels it is tuned for.
-    """
-    if "input_ids" in bundle.input_names and backend != "tensorrt":
-        return "ort_dynamic"
-    if backend in ("tensorrt", "executorch-xnnpack"):
-        return "pt2e"
-    return "ort_static"
+def auto_mode(backend, bundle: ModelBundle) -> str:
+    """Which quantizer writes the int8 ONNX when the recipe says `onnx_mode: auto`: the backend record's choice
+    for text encoders (input_ids) or for image models (edgekd/backends/)."""
+    return backend.onnx_mode_text if "input_ids" in bundle.input_names else backend.onnx_mode_images
 
 
 def summarize_precision(path: Path) -> dict:

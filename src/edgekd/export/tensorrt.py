@@ -259,7 +259,7 @@ def write_tensorrt_artifacts(ctx, onnx_path: Path, *, parity_samples: int = 16) 
                      "optimization_shapes": shapes, "layer_precisions": layers, "fp16": fp16,
                      "workspace_mb": workspace, "engine_built": False, "engine_timed": False}
     if ctx.quantized is not None and ctx.data is not None and ctx.data.eval.inputs:
-        from edgekd.export.qdq_onnx import ort_parity
+        from edgekd.runtime.onnx_checks import ort_parity
 
         details["onnxruntime_vs_pt2e"] = ort_parity(ctx.quantized, onnx_path, ctx.data.eval.inputs[:parity_samples])
     ok, why = tensorrt_available()

@@ -75,14 +75,9 @@ def pte_session(path: Path, max_len: int) -> Session:
 
 
 def onnx_session(path: Path, max_len: int, threads: int = 0) -> Session:
-    import onnxruntime as ort
+    from edgekd.runtime.sessions import ort_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads)
     past_inputs = [i for i in sess.get_inputs() if i.name.startswith("past_")]
     state: dict = {}
 

@@ -108,11 +108,11 @@ def merge_lora(model, adapter: Path):
 
 def load_causal_lm(folder: Path, lora_adapter: Path | None = None, trust_remote_code: bool = False):
     """(model in fp32 eval mode, tokenizer) from a local HF folder; never touches the hub, never runs the folder's
-    Python code unless `trust_remote_code` (see edgekd.models.hf.refuse_remote_code)."""
+    Python code unless `trust_remote_code` (see edgekd/models/remote_code.py)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from edgekd.models.hf import refuse_remote_code
+    from edgekd.models.remote_code import refuse_remote_code
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():

@@ -125,7 +125,7 @@ def pytorch_perplexity(model, ctx: Context) -> float:
     """Perplexity on verify's slice (llm.corpus, llm.perplexity_tokens, windows of max_seq_len - 1), same code."""
     from .corpus import corpus_tokens
     from .decode import perplexity, torch_session
-    from .pipeline import llm_config
+    from .stages import llm_config
 
     cfg = llm_config(ctx)
     tokens = corpus_tokens(ctx.model.meta["tokenizer"], cfg.corpus, cfg.perplexity_tokens)
@@ -135,7 +135,7 @@ def pytorch_perplexity(model, ctx: Context) -> float:
 def quantized_perplexity(model, ctx: Context) -> float:
     """Perplexity of what the 8da4w export makes of `model`, in PyTorch (torchao's quantize_8da4w)."""
     from .export import quantize_8da4w
-    from .pipeline import llm_config
+    from .stages import llm_config
 
     cfg = llm_config(ctx)
     quantized, _ = quantize_8da4w(model, cfg.group_size, cfg.embedding_quant)
@@ -159,7 +159,7 @@ def _merge_lora(ctx: Context) -> None:
     from pathlib import Path
 
     from .models import merge_lora
-    from .pipeline import llm_config
+    from .stages import llm_config
 
     adapter = llm_config(ctx).lora_adapter
     if adapter and not ctx.model.meta.get("lora_merged"):
@@ -173,7 +173,7 @@ def run(ctx: Context, cfg) -> Context:
     from edgekd.train.loop import resolve_device, train_kd
     from edgekd.train.support import checkpoint_dir, record
 
-    from .pipeline import llm_config
+    from .stages import llm_config
 
     started = time.perf_counter()
     llm = llm_config(ctx)
@@ -221,7 +221,7 @@ def run(ctx: Context, cfg) -> Context:
         "train_from": ctx.data.train.description, "tokens_per_window": int(ctx.data.train.inputs[0][0].shape[-1]),
         "pytorch_perplexity": ppl, "perplexity_slice": f"first {llm.perplexity_tokens} tokens of {llm.corpus}",
         "total_seconds": time.perf_counter() - started})
-    ctx.metrics.setdefault("report_sections", {})["QAT-KD (causal LM, PyTorch side)"] = report_section(ctx)
+    ctx.report_sections["QAT-KD (causal LM, PyTorch side)"] = report_section(ctx)
     return ctx
 
 

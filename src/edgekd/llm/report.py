@@ -2,7 +2,7 @@
 matched, sizes against fp32 and prefill/decode tokens/s.
 
 The generic report has no columns for these (its tables are image/classifier shaped), so the LLM stages hand this
-section to it through ctx.metrics["report_sections"], the hook report.markdown reads for other areas.
+section to it through ctx.report_sections, which report/markdown.py renders after the generic sections.
 """
 
 from __future__ import annotations
@@ -73,4 +73,4 @@ def llm_section(ctx: Context) -> str:
 
 def publish(ctx: Context) -> None:
     """(Re)write the section; called after verify and after bench so a run that skips bench still reports ppl."""
-    ctx.metrics.setdefault("report_sections", {})[TITLE] = llm_section(ctx)
+    ctx.report_sections[TITLE] = llm_section(ctx)

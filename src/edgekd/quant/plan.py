@@ -132,18 +132,3 @@ def quantizable_layers(module) -> list[str]:
 
     kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
     return [name for name, m in module.named_modules() if isinstance(m, kinds) and name]
-
-
-# Precisions a backend can hold a single layer at inside one mixed artifact, in the flows edgekd exports.
-# executorch-xnnpack: layers left out of the PT2E quantizer run as fp32 XNNPACK ops; per-layer fp16 would need
-# the fp32 graph cast layer by layer, which the PT2E -> to_edge flow does not do, so fp16 is not offered.
-# onnxruntime: QDQ int8 or float nodes (nodes_to_exclude); the CPU provider has no fast fp16 kernels.
-# tensorrt: no Q/DQ around a layer and --layerPrecisions=<layer>:fp16 (or fp32) for the builder.
-BACKEND_PRECISIONS = {
-    "executorch-xnnpack": ("int8", "fp32"),
-    "onnxruntime": ("int8", "fp32"),
-    "tensorrt": ("int8", "fp16", "fp32"),
-}
-# Weight-only int4 (group 32) exists for these backends' Linear layers (XNNPACK 8da4w, TensorRT int4 weight-only
-# GEMM); sensitivity measures it so users see the cost, the mixed-precision solver offers it only when asked.
-BACKEND_INT4_INFO = {"executorch-xnnpack", "tensorrt"}

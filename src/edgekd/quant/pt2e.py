@@ -13,11 +13,6 @@ import torch
 
 from edgekd.errors import EdgekdError
 
-BACKEND_QUANTIZER = {
-    "executorch-xnnpack": "xnnpack",      # asymmetric int8 activations, symmetric per-channel weights
-    "onnxruntime": "xnnpack",             # same scheme; onnxruntime executes QDQ with any zero point
-    "tensorrt": "symmetric",              # TensorRT wants zero point 0 for activations too
-}
 
 
 class NonFloatGuard:
@@ -257,10 +252,9 @@ def make_quantizer(backend: str, *, qat: bool = False, per_channel: bool = True,
         get_symmetric_quantization_config,
     )
 
-    kind = BACKEND_QUANTIZER.get(backend)
-    if kind is None:
-        raise EdgekdError(f"no quantizer for backend {backend!r}", key="backend",
-                          hint=f"allowed: {', '.join(BACKEND_QUANTIZER)}")
+    from edgekd.backends import get
+
+    kind = get(backend).quantizer  # the backend record's scheme (edgekd/backends/)
     if dynamic and kind == "symmetric":
         raise EdgekdError("dynamic activation quantization is not available for TensorRT (explicit Q/DQ is static)",
                           key="stages.ptq.activations", hint="allowed for tensorrt: static")

@@ -7,7 +7,6 @@ and an overall verdict that is "unverified", with the reason, when a device budg
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -20,7 +19,9 @@ SHORT = {"speedup vs fp32, same runtime": "speedup vs fp32", "size vs fp32": "si
 
 def print_summary(ctx: Context, folder: Path, quiet: bool = False) -> str:
     """Print the run's table and verdict from folder/manifest.json; returns the overall verdict."""
-    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    from edgekd.report.manifest import read_manifest
+
+    manifest = read_manifest(Path(folder) / "manifest.json")
     verdict = manifest.get("verdict", "no budgets checked")
     if not quiet:
         print_manifest(manifest, folder, title=f"{ctx.recipe.name} on {ctx.profile.name}")

@@ -10,94 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekd.report.prune import prune_section
-
-MEASURED_FIRST = ("device", "host")
-
-
-def _mb(n: int | None) -> str:
-    return f"{n / 1e6:.2f}" if n else "-"
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def best_bench(record: dict) -> dict:
-    """The result a table shows for an artifact: a device measurement when there is one, else a host measurement."""
-    results = [r for r in (record.get("bench") or {}).values() if isinstance(r, dict) and "latency_ms" in r]
-    if "latency_ms" in (record.get("bench") or {}):  # a flat result (older manifests)
-        results = [record["bench"]]
-    for where in MEASURED_FIRST:
-        for r in results:
-            if (r.get("device") or {}).get("measured_on") == where:
-                return r
-    return results[0] if results else {}
-
-
-def ordered(artifacts: list[dict]) -> list[dict]:
-    """Grouped by runtime (in order of first appearance), the fp32 artifact first in each group."""
-    runtimes = list(dict.fromkeys(a.get("runtime") for a in artifacts))
-    return sorted(artifacts, key=lambda a: (runtimes.index(a.get("runtime")), a.get("precision") != "fp32"))
-
-
-def _speedup(record: dict, result: dict, artifacts: list[dict]) -> str:
-    if record.get("precision") == "fp32":
-        return "fp32 (1.00x)" if result else "-"
-    if result.get("speedup_vs_fp32") is not None:
-        return f"{result['speedup_vs_fp32']:.2f}x"
-    partner = next((a for a in artifacts if a.get("precision") == "fp32" and a.get("runtime") == record.get("runtime")
-                    and a.get("format") == record.get("format")), None)
-    return "no fp32 artifact" if partner is None and result else "-"
-
-
-def _deliverable(record: dict, device_runtime: str | None) -> bool:
-    return (record.get("runtime") == device_runtime and not record.get("is_reference")
-            and (record.get("details") or {}).get("role") != "baseline")
-
-
-def artifact_verdict(record: dict, open_budgets: list[str] | tuple = ()) -> str:
-    statuses = {v.get("status") for v in record.get("verdicts") or []}
-    if "fail" in statuses:
-        return "fail"
-    if open_budgets or statuses & {"not measured", "not measured on the device"}:
-        return "unverified"
-    return "pass" if statuses else "-"
-
-
-def artifact_rows(artifacts: list[dict], open_budgets: list[str] | tuple = (), device_runtime: str | None = None,
-                  ) -> list[dict]:
-    """One row per artifact (manifest records), fp32 beside its quantized siblings; columns empty everywhere go.
-
-    open_budgets: budgets no verdict speaks to; the device's deliverables (device_runtime, not references or
-    baselines) are then unverified whatever their own verdicts say."""
-    rows = []
-    for a in ordered(artifacts):
-        base = next((x.get("bytes") for x in artifacts if x.get("format") == a.get("format")
-                     and x.get("precision") == "fp32"), None)
-        b = best_bench(a)
-        lat, parity, where = b.get("latency_ms") or {}, a.get("parity") or {}, b.get("device") or {}
-        memory = b.get("memory_for_budget") or {}
-        peak = memory.get("value") if "memory_for_budget" in b else b.get("peak_rss_mb")
-        rows.append({
-            "artifact": a["name"], "runtime": a.get("runtime"),
-            "precision": a.get("precision", "") + (" (ref)" if a.get("is_reference") else ""),
-            "MB": _mb(a.get("bytes")), "size vs fp32": f"{a['bytes'] / base:.0%}" if base and a.get("bytes") else "-",
-            "top1 agree": _fmt(parity.get("top1_agreement")), "cosine": _fmt(parity.get("cosine_mean")),
-            "accuracy": _fmt(parity.get("accuracy")), "p50 ms": _fmt(lat.get("p50"), 3),
-            "p90 ms": _fmt(lat.get("p90"), 3), "speedup vs fp32, same runtime": _speedup(a, b, artifacts),
-            "load ms": _fmt(b.get("load_ms"), 3), "first run ms": _fmt(b.get("first_run_ms"), 3),
-            "peak MB": _fmt(peak, 4) if peak is not None else ("n/m" if b else "-"),
-            "measured on": f"{where['measured_on']} ({where.get('runner', '')})" if where else (
-                "device (import)" if b.get("source") else "-"),
-            "verdict": artifact_verdict(a, open_budgets if _deliverable(a, device_runtime) else ()),
-        })
-    keep = [k for k in (rows[0] if rows else {}) if k in ("artifact", "verdict") or any(r[k] != "-" for r in rows)]
-    return [{k: r[k] for k in keep} for r in rows]
+from .comparison import fmt_value, artifact_rows
+from .prune import prune_section
 
 
 def table(rows: list[dict]) -> str:
@@ -143,9 +57,9 @@ def _budget_rows(manifest: dict) -> list[dict]:
     for v in manifest_verdicts(manifest):
         status = v["status"]
         if v.get("host_value") is not None:
-            status += f" (host timing {_fmt(v['host_value'])}, not judged)"
-        rows.append({"artifact": v["artifact"], "metric": v["metric"], "value": _fmt(v.get("value")),
-                     "limit": _fmt(v.get("limit")), "margin": _fmt(v.get("margin")),
+            status += f" (host timing {fmt_value(v['host_value'])}, not judged)"
+        rows.append({"artifact": v["artifact"], "metric": v["metric"], "value": fmt_value(v.get("value")),
+                     "limit": fmt_value(v.get("limit")), "margin": fmt_value(v.get("margin")),
                      "measured on": v.get("measured_on") or "-", "status": status})
     return rows
 
@@ -203,8 +117,8 @@ def render_manifest(m: dict) -> str:
     verify = metrics.get("verify") or {}
     if "pytorch_quantized_vs_fp32" in verify:
         q = verify["pytorch_quantized_vs_fp32"]
-        parts.append(f"\nPyTorch converted (quantized) model vs fp32: top-1 agreement {_fmt(q.get('top1_agreement'))}, "
-                     f"cosine {_fmt(q.get('cosine_mean'))}.\n")
+        parts.append(f"\nPyTorch converted (quantized) model vs fp32: top-1 agreement {fmt_value(q.get('top1_agreement'))}, "
+                     f"cosine {fmt_value(q.get('cosine_mean'))}.\n")
     parts.append(side_by_side(m))
     parts.append(prune_section(m))
     parts.append("\n## Decisions (nothing skipped silently)\n")
@@ -215,25 +129,18 @@ def render_manifest(m: dict) -> str:
     parts.append(table([{"stage": k, "seconds": f"{v:.1f}"} for k, v in (m.get("timings_s") or {}).items()]))
     for key in ("fuse", "ptq"):
         if key in metrics:
-            parts.append(f"\n**{key}**: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics[key].items()
+            parts.append(f"\n**{key}**: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in metrics[key].items()
                                                     if not isinstance(v, (list, dict))) + "\n")
     if m.get("plots"):
         parts.append("\n## Plots\n")
         for name, path in m["plots"].items():
             parts.append(f"![{name}]({Path(path).as_posix()})\n")
-    sections = metrics.get("report_sections") or {}  # other areas' sections: {title: markdown}
+    sections = m.get("report_sections") or {}  # task-specific sections (edgekd/llm/report.py): {title: markdown}
     return "\n".join(parts + [f"\n## {title}\n{body}" for title, body in sections.items()])
 
 
-def render(ctx, root: Path) -> str:
-    """report.md of a finished run (the manifest it writes, rendered)."""
-    from .manifest import build_manifest
-
-    return render_manifest(build_manifest(ctx, root))
-
-
 def side_by_side(m: dict) -> str:
-    """After QAT on labelled data: fp32, PTQ and QAT+KD accuracy per runtime in one table (issue 3's question:
+    """After QAT on labelled data: fp32, PTQ and QAT+KD accuracy per runtime in one table (the question:
     did training with the teacher's soft targets beat plain PTQ?). Empty otherwise."""
     metrics = m.get("metrics") or {}
     verify = metrics.get("verify") or {}

@@ -48,24 +48,9 @@ def load_pte(path: Path, method: str = "forward") -> Runner:
 
 
 def load_onnx(path: Path, threads: int = 0, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Runner:
-    import onnxruntime as ort
+    from edgekd.runtime.sessions import ort_session, session_runner
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise EdgekdError(f"onnxruntime cannot load it: {exc}", file=str(path)) from exc
-    names = [i.name for i in session.get_inputs()]
-
-    def run(inputs: Sequence) -> list:
-        feed = {n: _as_numpy(x) for n, x in zip(names, inputs)}
-        return session.run(None, feed)
-
-    return run
+    return session_runner(ort_session(path, threads, providers=providers))
 
 
 LOADERS = {"executorch": load_pte, "onnxruntime": load_onnx}

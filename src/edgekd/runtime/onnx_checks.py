@@ -2,7 +2,7 @@
 written, and text models on each sentence at its own length.
 
 onnxruntime's x86 int8 kernels differ by CPU (u8 x s8 pairs saturate in int16 without VNNI), so the same file can
-compute differently here than on the target; executing the Q/DQ as written (export.qdq_onnx.exact_session) is what
+compute differently here than on the target; executing the Q/DQ as written (runtime/sessions.py, exact=True) is what
 the file means, whatever the host.
 """
 
@@ -76,7 +76,7 @@ def onnx_parity_extras(ctx, artifact, samples: list[tuple], reference: np.ndarra
     dynamic sequence axis, run on each held-out sentence unpadded against PyTorch at the same length.
     """
     from edgekd import parity
-    from edgekd.export.qdq_onnx import exact_runner
+    from edgekd.runtime.sessions import exact_runner
     from edgekd.runtime import load_onnx
 
     extras: dict = {}
@@ -101,8 +101,37 @@ def target_runner(path: Path, threads: int = 1):
     """What the target ISA's int8 kernels compute, on a host that lacks them: Q/DQ executed as written for a static
     QDQ file; for dynamic int8 (MatMulInteger), onnxruntime's non-saturating x64 kernels (session.x64quantprecision,
     measured here: the same embeddings as the VNNI kernels, cosine 0.99999)."""
-    from edgekd.export.qdq_onnx import default_session, exact_runner, session_runner
+    from edgekd.runtime.sessions import exact_runner, ort_session, session_runner
 
     if has_static_qdq(path):
         return exact_runner(path, threads)
-    return session_runner(default_session(path, threads, {"session.x64quantprecision": "1"}))
+    return session_runner(ort_session(path, threads, config={"session.x64quantprecision": "1"}))
+
+
+def ort_parity(converted: torch.nn.Module, path: Path, samples: list[tuple], threads: int = 1) -> dict:
+    """Cosine, top-1 agreement and max |diff| of the ONNX in onnxruntime against the converted PyTorch model, for the
+    exact-semantics session (the parity number) and onnxruntime's default session (its CPU int8 kernels)."""
+    from edgekd.runtime.sessions import ort_session
+
+    with torch.no_grad():
+        ref = np.concatenate([_first(converted(*s)).reshape(len(s[0]), -1) for s in samples])
+    out = {}
+    for label, session in (("exact", ort_session(path, threads, exact=True)), ("ort_default", ort_session(path, threads))):
+        names = [i.name for i in session.get_inputs()]
+        got = np.concatenate([session.run(None, {n: t.numpy() for n, t in zip(names, s)})[0].reshape(len(s[0]), -1)
+                              for s in samples])
+        out[label] = logits_agreement(got, ref)
+    return out
+
+
+def _first(value):
+    if isinstance(value, (tuple, list)):
+        value = value[0]
+    return value.detach().float().numpy()
+
+
+def logits_agreement(got: np.ndarray, ref: np.ndarray) -> dict:
+    cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
+    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+            "top1_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
+            "max_abs_diff": float(np.abs(got - ref).max()), "samples": int(len(ref))}

@@ -9,12 +9,5 @@ from edgekd.context import Context
 
 
 def run(ctx: Context, cfg) -> Context:
-    if ctx.model.task == "causal-lm":
-        from edgekd.llm import bench_llm
-
-        ctx = bench_llm(ctx)
-    else:
-        from edgekd.bench import bench_artifacts
-
-        ctx = bench_artifacts(ctx, cfg)
-    return ctx
+    """The task's bench (edgekd/tasks.py): edgekd.bench.core.bench_artifacts, or the causal LM's tokens/s."""
+    return ctx.task_record.part("bench")(ctx, cfg)

@@ -1,7 +1,7 @@
 """export: write every artifact the profile's backend needs, plus fp32 references for size and parity baselines.
 
 executorch-xnnpack -> .pte (and an ONNX for portability); onnxruntime -> .onnx; tensorrt -> Q/DQ ONNX, the trtexec
-command and, where TensorRT imports, the engine. Causal LMs go to edgekd.llm, whose export needs a KV cache.
+command and, where TensorRT imports, the engine. Causal LMs get their task's export (edgekd/tasks.py), with a KV cache.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from edgekd.context import Artifact, Context
 from edgekd.errors import EdgekdError
 from edgekd.report.atomic import sha256_of
 
-FORMATS_BY_BACKEND = {"executorch-xnnpack": ["pte", "onnx"], "onnxruntime": ["onnx"], "tensorrt": ["onnx", "engine"]}
-RUNTIME_OF = {"pte": "executorch", "onnx": "onnxruntime", "engine": "tensorrt"}
+from edgekd.backends import FORMAT_RUNTIME
 
 
 def _add(ctx: Context, path, fmt: str, precision: str, details: dict, reference: bool = False) -> Artifact:
-    artifact = Artifact(name=path.name, path=path, format=fmt, runtime=RUNTIME_OF[fmt], precision=precision,
+    artifact = Artifact(name=path.name, path=path, format=fmt, runtime=FORMAT_RUNTIME[fmt], precision=precision,
                         bytes=path.stat().st_size, sha256=sha256_of(path), is_reference=reference, details=details)
     ctx.artifacts.append(artifact)
     return artifact
@@ -24,16 +23,17 @@ def _add(ctx: Context, path, fmt: str, precision: str, details: dict, reference:
 def _precision(ctx: Context) -> str:
     if ctx.quantized is None:
         return "fp32"
-    return "mixed" if ctx.plan is not None and ctx.metrics.get("ptq", {}).get("float_layers") else "int8"
+    return "mixed" if ctx.plan is not None and ctx.float_layers else "int8"
 
 
 def run(ctx: Context, cfg) -> Context:
-    if ctx.model.task == "causal-lm":
-        from edgekd.llm import export_llm_artifacts
+    """The task's export (edgekd/tasks.py): export_artifacts below, or the causal LM's KV-cache export."""
+    return ctx.task_record.part("export")(ctx, cfg)
 
-        return export_llm_artifacts(ctx)
-    formats = cfg.formats or FORMATS_BY_BACKEND[ctx.profile.backend]
-    if "engine" in formats and ctx.profile.backend != "tensorrt":
+
+def export_artifacts(ctx: Context, cfg) -> Context:
+    formats = cfg.formats or list(ctx.backend.formats)
+    if "engine" in formats and "engine" not in ctx.backend.formats:
         raise EdgekdError("engine artifacts need the tensorrt backend", key="stages.export.formats",
                           hint=f"profile {ctx.profile.name} uses {ctx.profile.backend}")
     name, fp32 = ctx.model.name, ctx.model.module.eval()
@@ -43,9 +43,9 @@ def run(ctx: Context, cfg) -> Context:
         from edgekd.export.executorch import export_pte
 
         if quantized is not None:
-            _add(ctx, out / f"{name}.{precision}.pte", "pte", precision,
-                 export_pte(quantized, ctx.model.example_inputs, out / f"{name}.{precision}.pte",
-                            mixed=precision == "mixed"))
+            path = out / f"{name}.{precision}.pte"
+            check_plan(ctx, _add(ctx, path, "pte", precision, export_pte(
+                quantized, ctx.model.example_inputs, path, mixed=precision == "mixed", layers=_plan_layers(ctx))))
         if quantized is None or cfg.fp32_reference_artifacts:
             path = out / f"{name}.fp32.pte"
             _add(ctx, path, "pte", "fp32", export_pte(fp32, ctx.model.example_inputs, path),
@@ -84,13 +84,13 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
     ptq_cfg = ctx.recipe.stages.ptq
     mode = ptq_cfg.onnx_mode if ptq_cfg is not None else "pt2e"  # after QAT the learned scales must be used
     if mode == "auto":
-        mode = onnx_export.auto_mode(ctx.profile.backend, ctx.model)
+        mode = onnx_export.auto_mode(ctx.backend, ctx.model)
     int8_path = out / f"{name}.{precision}.onnx"
     if mode == "pt2e":
         from edgekd.export.qdq_onnx import export_qdq_onnx
 
         axes, shapes = ctx.model.dynamic_axes, None
-        if ctx.profile.backend == "tensorrt":  # the axes and ranges of TensorRT's optimization profile
+        if ctx.backend.optimization_profile:  # the axes and ranges of TensorRT's optimization profile
             from edgekd.export.tensorrt import lint_shapes, optimization_shapes, tensorrt_dynamic_axes
 
             axes = tensorrt_dynamic_axes(ctx.model, ctx.profile)
@@ -118,7 +118,34 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
         ctx.decide("export", int8_path.name, f"quantized by onnxruntime ({mode})",
                    "onnx_mode selects onnxruntime's quantizer; its scales are calibrated on the same real samples "
                    "but are not the PT2E scales of the .pte")
-    _add(ctx, int8_path, "onnx", precision, details)
+    check_plan(ctx, _add(ctx, int8_path, "onnx", precision, details))
+
+
+def _plan_layers(ctx: Context) -> list[str] | None:
+    if ctx.plan is None:
+        return None
+    from edgekd.quant.plan import quantizable_layers
+
+    return quantizable_layers(ctx.model.module)
+
+
+def check_plan(ctx: Context, artifact: Artifact) -> None:
+    """Read every planned layer's precision back from the written file (rule 6 of docs/architecture.md: a layer the
+    exporter did not hold at its planned precision is recorded, with both precisions)."""
+    layers = _plan_layers(ctx)
+    if layers is None:
+        return
+    from edgekd.quant.inspect import compare_with_plan, onnx_layer_precisions
+
+    found = artifact.details.get("layers") or onnx_layer_precisions(artifact.path, layers)
+    rows = compare_with_plan(ctx.plan, found, layers)
+    artifact.details["layers"] = {n: found.get(n, {}) for n in layers}  # precision (and delegation) per layer
+    artifact.details["plan_mismatches"] = [r for r in rows if not r["ok"]]
+    dynamic = artifact.details.get("mode") == "ort_dynamic"
+    for r in artifact.details["plan_mismatches"]:
+        ctx.decide("export", f"{artifact.name}: {r['layer']}", f"{r['found']} (plan: {r['asked']})",
+                   "onnxruntime's dynamic quantization covers MatMul/Gemm only" if dynamic else
+                   "the exporter did not hold this layer at the plan's precision")
 
 
 def _export_tensorrt(ctx: Context) -> None:

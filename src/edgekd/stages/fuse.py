@@ -18,16 +18,9 @@ CONV_OPS = {"aten.conv2d.default", "aten.conv1d.default", "aten.convolution.defa
 LINEAR_OPS = {"aten.linear.default"}
 BN_OPS = {"aten.batch_norm.default", "aten._native_batch_norm_legit_no_training.default"}
 NORM_OPS = {"aten.layer_norm.default", "aten.group_norm.default"}
-ACTIVATIONS_FUSED_BY = {  # activation op -> backends that fuse it into the preceding Conv/Linear
-    "aten.relu.default": {"executorch-xnnpack", "onnxruntime", "tensorrt"},
-    "aten.relu_.default": {"executorch-xnnpack", "onnxruntime", "tensorrt"},
-    "aten.hardtanh.default": {"executorch-xnnpack", "onnxruntime", "tensorrt"},
-    "aten.hardtanh_.default": {"executorch-xnnpack", "onnxruntime", "tensorrt"},
-    "aten.clamp.default": {"executorch-xnnpack", "onnxruntime", "tensorrt"},
-    "aten.gelu.default": {"tensorrt"},
-    "aten.silu.default": {"tensorrt"},
-    "aten.sigmoid.default": {"tensorrt"},
-}
+# Activations that can follow a Conv/Linear; which of them a backend fuses is its record's `fused_activations`.
+ACTIVATION_OPS = {"aten.relu.default", "aten.relu_.default", "aten.hardtanh.default", "aten.hardtanh_.default",
+                  "aten.clamp.default", "aten.gelu.default", "aten.silu.default", "aten.sigmoid.default"}
 
 
 def _module_name(node: torch.fx.Node) -> str | None:
@@ -59,7 +52,7 @@ def find_patterns(module: nn.Module, example_inputs: tuple) -> list[dict]:
             entry["norm_module"] = _module_name(follower)
             after = _users(follower)
             follower = after[0] if len(after) == 1 else None
-        if follower is not None and str(follower.target) in ACTIVATIONS_FUSED_BY:
+        if follower is not None and str(follower.target) in ACTIVATION_OPS:
             entry["activation"] = str(follower.target)
         patterns.append(entry)
     return patterns
@@ -114,7 +107,7 @@ def run(ctx: Context, cfg) -> Context:
                        "its statistics depend on each input, so it cannot be folded into constant weights")
         if p["activation"] and cfg.activations:
             act = p["activation"].split(".")[1]
-            if backend in ACTIVATIONS_FUSED_BY[p["activation"]]:
+            if p["activation"] in ctx.backend.fused_activations:
                 notes.append(act)
             else:
                 ctx.decide("fuse", layer_name, f"{act} not fused",

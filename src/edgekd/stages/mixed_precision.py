@@ -20,9 +20,7 @@ CONTAINER_MARGIN_BYTES = 100_000  # graph, delegate headers, names: measured ~20
 
 
 def candidate_precisions(ctx: Context, cfg: MixedPrecisionStage) -> list[str]:
-    from edgekd.quant.plan import BACKEND_PRECISIONS
-
-    allowed = BACKEND_PRECISIONS[ctx.profile.backend]
+    allowed = ctx.backend.layer_precisions
     if cfg.precisions is None:
         return list(allowed)
     bad = [p for p in cfg.precisions if p not in allowed]
@@ -46,7 +44,7 @@ def check(ctx: Context, cfg: MixedPrecisionStage | None) -> None:
                           key="budgets.artifact_size_mb",
                           hint="set it in the profile or the recipe, or load a saved plan with "
                                "stages.mixed_precision.plan")
-    if ctx.recipe.stages.sensitivity is None:
+    if ctx.recipe.stages.sensitivity is None and ctx.sensitivity is None:
         raise EdgekdError("solving a precision plan needs the sensitivity stage", file=str(ctx.recipe_path),
                           key="stages.sensitivity", hint="add `sensitivity: {}` under stages")
 
@@ -72,26 +70,26 @@ def solve_plan(ctx: Context, cfg: MixedPrecisionStage, layers: list[str]):
     from edgekd.quant.plan import PrecisionPlan
     from edgekd.quant.solver import MB, LayerOption, solve
 
-    sens = ctx.metrics.get("sensitivity")
-    if not sens:
+    sens = ctx.sensitivity
+    if sens is None:
         raise EdgekdError("no sensitivity measurements on the context", key="stages.sensitivity")
     precisions = candidate_precisions(ctx, cfg)
-    by_name = {layer["name"]: layer for layer in sens["layers"]}
-    missing = [p for p in precisions if p != "fp32" and p not in sens["precisions"]]
+    by_name = {layer.name: layer for layer in sens.layers}
+    missing = [p for p in precisions if p != "fp32" and p not in sens.precisions]
     if missing:
         raise EdgekdError(f"sensitivity was not measured at {', '.join(missing)}", file=str(ctx.recipe_path),
                           key="stages.sensitivity.precisions", hint=f"add {', '.join(missing)} there")
     options = []
     for name in layers:
         layer = by_name[name]
-        errors = {p: (0.0 if p == "fp32" else float(layer["nsr"][p])) for p in precisions}
-        options.append(LayerOption(name=name, bytes={p: int(layer["bytes"][p]) for p in precisions}, error=errors))
+        errors = {p: (0.0 if p == "fp32" else float(layer.nsr[p])) for p in precisions}
+        options.append(LayerOption(name=name, bytes={p: int(layer.bytes[p]) for p in precisions}, error=errors))
     if cfg.overhead_mb is not None:
         overhead = int(cfg.overhead_mb * MB)
         overhead_how = "stages.mixed_precision.overhead_mb"
     else:
-        overhead = int(sens["non_layer_bytes"]) + CONTAINER_MARGIN_BYTES
-        overhead_how = (f"estimated: {sens['non_layer_bytes']} non-layer fp32 bytes + {CONTAINER_MARGIN_BYTES} "
+        overhead = int(sens.non_layer_bytes) + CONTAINER_MARGIN_BYTES
+        overhead_how = (f"estimated: {sens.non_layer_bytes} non-layer fp32 bytes + {CONTAINER_MARGIN_BYTES} "
                         f"container margin")
         ctx.decide(STAGE, "overhead", f"{overhead / MB:.3f} MB", overhead_how)
     budget_mb = ctx.budgets.artifact_size_mb
@@ -106,14 +104,14 @@ def solve_plan(ctx: Context, cfg: MixedPrecisionStage, layers: list[str]):
 
 def record(ctx: Context, plan, layers: list[str]) -> None:
     """Every layer held above int8 goes into decisions and metrics with its sensitivity and extra bytes."""
-    sens = {layer["name"]: layer for layer in (ctx.metrics.get("sensitivity") or {}).get("layers", [])}
+    sens = {layer.name: layer for layer in (ctx.sensitivity.layers if ctx.sensitivity else [])}
     kept = []
     for name, precision in plan.resolve_all(layers).items():
         if precision == "int8":
             continue
-        layer = sens.get(name, {})
-        sqnr = layer.get("sqnr_db", {}).get("int8")
-        extra = (layer["bytes"][precision] - layer["bytes"]["int8"]) if layer.get("bytes") else None
+        layer = sens.get(name)
+        sqnr = layer.sqnr_db.get("int8") if layer else None
+        extra = (layer.bytes[precision] - layer.bytes["int8"]) if layer and layer.bytes else None
         kept.append({"layer": name, "precision": precision, "int8_sqnr_db": sqnr, "extra_bytes": extra})
         why = (f"int8 alone gives SQNR {sqnr:.1f} dB at the output; costs {extra / 1e3:+.1f} KB"
                if sqnr is not None and extra is not None else "the plan says so")

@@ -67,13 +67,13 @@ def activation_mode(ctx: Context, cfg) -> str:
     if cfg.activations != "auto":
         return cfg.activations
     text = "input_ids" in ctx.model.input_names
-    return "dynamic" if text and ctx.profile.backend == "executorch-xnnpack" else "static"
+    return ctx.backend.text_activations if text else "static"
 
 
 def run(ctx: Context, cfg) -> Context:
     started = time.perf_counter()
     merge_keep_float(ctx, cfg)
-    skip = float_layers(ctx)
+    skip = ctx.float_layers = float_layers(ctx)
     dynamic = activation_mode(ctx, cfg) == "dynamic"
     quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip,
                                     dynamic=dynamic)
@@ -81,7 +81,7 @@ def run(ctx: Context, cfg) -> Context:
         ctx.decide("ptq", "activations", "quantized dynamically (per call)",
                    "text encoder on ExecuTorch: static per-tensor ranges lose the residual stream's outlier channels")
     examples, shapes = ctx.model.example_inputs, None
-    if ctx.profile.backend == "tensorrt":  # keep batch/sequence axes dynamic through to the Q/DQ ONNX
+    if ctx.backend.optimization_profile:  # keep batch/sequence axes dynamic through to the Q/DQ ONNX
         from edgekd.export.tensorrt import quantization_export_shapes
 
         shapes, examples = quantization_export_shapes(ctx.model, ctx.profile)
@@ -92,7 +92,7 @@ def run(ctx: Context, cfg) -> Context:
     ctx.quantized = pt2e.convert(prepared)
     record_quantizer_decisions(ctx, "ptq", quantizer, skip)
     ctx.metrics["ptq"] = {"scheme": cfg.scheme, "per_channel": cfg.per_channel, "calibration_samples": count,
-                          "quantizer": pt2e.BACKEND_QUANTIZER[ctx.profile.backend], "float_layers": skip,
+                          "quantizer": ctx.backend.quantizer, "float_layers": skip,
                           "activations": "dynamic" if dynamic else "static",
                           "seconds": time.perf_counter() - started}
     return ctx

@@ -43,18 +43,12 @@ from edgekd.train.support import check_teacher_config, check_teacher_matches, ch
 BN_TARGETS = ("aten.batch_norm.default", "aten._native_batch_norm_legit.default", "aten.cudnn_batch_norm.default")
 
 
-def _causal_lm(ctx: Context) -> bool:
-    """Causal LMs train torchao 8da4w fake quantization instead of a PT2E graph (edgekd.llm.qat)."""
-    if ctx.model is not None:
-        return ctx.model.task == "causal-lm"
-    return ctx.recipe.model.task == "causal-lm"
-
-
 def check(ctx: Context, cfg) -> None:
-    if _causal_lm(ctx):
-        from edgekd.llm import qat as llm_qat
+    """The task's QAT check (edgekd/tasks.py); causal LMs train torchao 8da4w fake quantization (edgekd.llm.qat)."""
+    ctx.task_record.part("qat_check")(ctx, cfg)
 
-        return llm_qat.check(ctx, cfg)
+
+def check_pt2e(ctx: Context, cfg) -> None:
     check_teacher_config(ctx, "qat")
 
 
@@ -110,7 +104,7 @@ def has_batchnorm(module: torch.nn.Module) -> bool:
 def prepare_qat(ctx: Context, cfg):
     """Quantizer for the profile backend, QAT-prepared graph of a copy of the student (the fp32 one stays intact),
     without fake-quants on tensors no int8 grid can hold (an additive attention mask), found on a probe copy."""
-    skip = float_layers(ctx)
+    skip = ctx.float_layers = float_layers(ctx)
     quantizer = pt2e.make_quantizer(ctx.profile.backend, qat=True, per_channel=cfg.per_channel, skip_modules=skip)
     student = copy.deepcopy(ctx.model.module).eval()
     prepared = prepare_dynamic_batch(student, ctx.model.example_inputs, quantizer)
@@ -166,10 +160,10 @@ def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
     artifacts, so verify measures fp32, PTQ and QAT+KD side by side in each runtime. Never gated: only a baseline."""
     from edgekd.context import Artifact
     from edgekd.report.atomic import sha256_of
-    from edgekd.stages.export import FORMATS_BY_BACKEND, RUNTIME_OF
+    from edgekd.backends import FORMAT_RUNTIME
 
     export_cfg = ctx.recipe.stages.export
-    formats = [f for f in (export_cfg.formats or FORMATS_BY_BACKEND[ctx.profile.backend]) if f in ("pte", "onnx")]
+    formats = [f for f in (export_cfg.formats or ctx.backend.formats) if f in ("pte", "onnx")]
     quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip)
     prepared = pt2e.prepare(copy.deepcopy(ctx.model.module), ctx.model.example_inputs, quantizer)
     count = pt2e.calibrate(prepared, ctx.data.calibration.inputs)
@@ -191,7 +185,7 @@ def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
                                       lint=False, polygraphy=False)
             details["mode"] = "pt2e"
         details.update(role="baseline", calibration_samples=count)
-        ctx.artifacts.append(Artifact(name=path.name, path=path, format=fmt, runtime=RUNTIME_OF[fmt],
+        ctx.artifacts.append(Artifact(name=path.name, path=path, format=fmt, runtime=FORMAT_RUNTIME[fmt],
                                       precision="int8-ptq", bytes=path.stat().st_size, sha256=sha256_of(path),
                                       is_reference=True, details=details))
         written.append(path.name)
@@ -201,10 +195,10 @@ def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
 
 
 def run(ctx: Context, cfg) -> Context:
-    if _causal_lm(ctx):
-        from edgekd.llm import qat as llm_qat
+    return ctx.task_record.part("qat")(ctx, cfg)
 
-        return llm_qat.run(ctx, cfg)
+
+def run_pt2e(ctx: Context, cfg) -> Context:
     check_teacher_matches(ctx, "qat")
     started = time.perf_counter()
     device = resolve_device(cfg.device, ctx.device)
@@ -231,7 +225,7 @@ def run(ctx: Context, cfg) -> Context:
     if obs_at is None:
         ctx.decide("qat", "observers", "never frozen", "one epoch: the scales are learned throughout")
     record(ctx, "qat", result, cfg, {
-        "device": str(device), "quantizer": pt2e.BACKEND_QUANTIZER[ctx.profile.backend],
+        "device": str(device), "quantizer": ctx.backend.quantizer,
         "per_channel": cfg.per_channel, "float_layers": skip, "freeze_observers_epoch": obs_at,
         "freeze_bn_epoch": bn_at, "bn_in_graph": bn_in_graph, "learned_activation_scales": scales,
         "ptq_baseline_artifacts": baseline, "total_seconds": time.perf_counter() - started})

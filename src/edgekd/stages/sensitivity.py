@@ -1,7 +1,7 @@
 """Stage `sensitivity`: the error each quantizable layer alone adds when quantized (edgekd.quant.sensitivity).
 
 Writes out/<name>/sensitivity.json (ranked, most sensitive first), a bar chart (ctx.plots["sensitivity"]) and puts
-the ranked table in ctx.metrics["sensitivity"], which the mixed_precision stage solves from.
+the result in ctx.sensitivity, which the mixed_precision stage solves from (and its table in the manifest's metrics).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ STAGE = "sensitivity"
 
 def default_precisions(backend: str) -> list[str]:
     """int8 always; fp16 where the backend can hold a layer in fp16; int4 weight-only where the backend has it."""
-    from edgekd.quant.plan import BACKEND_INT4_INFO, BACKEND_PRECISIONS
+    from edgekd.backends import get
 
+    record = get(backend)
     precisions = ["int8"]
-    if "fp16" in BACKEND_PRECISIONS.get(backend, ()):
+    if "fp16" in record.layer_precisions:
         precisions.append("fp16")
-    if backend in BACKEND_INT4_INFO:
+    if record.int4_weight_only:
         precisions.append("int4")
     return precisions
 
@@ -50,7 +51,8 @@ def run(ctx: Context, cfg: SensitivityStage | None) -> Context:
     result = sens.analyze(ctx.model.module, split.inputs[:count], task=ctx.model.task, labels=labels,
                           precisions=precisions, batch_size=cfg.batch_size, progress=_progress(ctx))
     data = result.to_dict()
-    ctx.metrics[STAGE] = data
+    ctx.sensitivity = result
+    ctx.metrics[STAGE] = data  # the manifest's record
     write_json(ctx.out_dir / "sensitivity.json", data)
     try:
         ctx.plots[STAGE] = sens.bar_chart(result, ctx.out_dir / "sensitivity.png")

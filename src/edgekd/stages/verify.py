@@ -21,10 +21,11 @@ def torch_outputs(module: torch.nn.Module, samples: list[tuple]) -> np.ndarray:
 
 
 def run(ctx: Context, cfg) -> Context:
-    if ctx.model.task == "causal-lm":
-        from edgekd.llm import verify_llm
+    """The task's verify (edgekd/tasks.py): verify_artifacts below, or the causal LM's perplexity and decoding."""
+    return ctx.task_record.part("verify")(ctx, cfg)
 
-        return verify_llm(ctx)
+
+def verify_artifacts(ctx: Context, cfg) -> Context:
     samples = ctx.data.eval.inputs
     labels = ctx.data.eval.labels.numpy() if ctx.data.eval.labels is not None else None
     task = ctx.model.task
@@ -46,9 +47,9 @@ def run(ctx: Context, cfg) -> Context:
             ctx.decide("verify", artifact.name, "not run", f"the {artifact.runtime} runtime is not installed here")
             continue
         runner = load_artifact(artifact.path, artifact.runtime)
-        if (ctx.profile.backend != "onnxruntime" and artifact.runtime == "onnxruntime"
-                and artifact.precision != "fp32"):
-            from edgekd.export.qdq_onnx import exact_runner
+        quantized_onnx = artifact.runtime == "onnxruntime" and artifact.precision != "fp32"
+        if quantized_onnx and ctx.backend.onnx_verify == "as-written":
+            from edgekd.runtime.sessions import exact_runner
 
             # The profile's target is not this x86 host (TensorRT on a Jetson, an ARM phone): onnxruntime's x86
             # int8 kernels without VNNI saturate int16 partial sums, which neither target does; executing the
@@ -58,7 +59,7 @@ def run(ctx: Context, cfg) -> Context:
                        f"this ONNX targets {ctx.profile.backend}, not this host's x86 int8 kernels, which saturate "
                        "on AVX2 without VNNI")
         host_default = None
-        if ctx.profile.backend == "onnxruntime" and artifact.runtime == "onnxruntime" and artifact.precision != "fp32":
+        if quantized_onnx and ctx.backend.onnx_verify == "target-isa":
             from edgekd.runtime.onnx_checks import host_runs_isa, target_runner
 
             if not host_runs_isa(ctx.profile.isa):
@@ -72,7 +73,7 @@ def run(ctx: Context, cfg) -> Context:
         artifact.parity = parity.compare(task, reference, outputs, labels)
         if task in parity.CLASSIFICATION_TASKS:
             predictions[artifact.name] = outputs.argmax(-1)
-        if artifact.runtime == "onnxruntime" and ctx.profile.backend == "onnxruntime":
+        if artifact.runtime == "onnxruntime" and ctx.backend.device_runtime == "onnxruntime":
             from edgekd.runtime.onnx_checks import onnx_parity_extras
 
             artifact.parity.update(onnx_parity_extras(ctx, artifact, samples, reference, labels))
@@ -124,10 +125,10 @@ def _size_gates(ctx: Context) -> None:
     """The size budget, judged here too: a file's size is the same on every device, so it needs no bench run
     (`--skip bench` still judges it; a bench run re-judges it with the budgets it is given)."""
     from edgekd.bench.budgets import MB, judge_value
-    from edgekd.bench.core import DEVICE_RUNTIME, is_judged
+    from edgekd.bench.core import is_judged
 
     limit = ctx.budgets.artifact_size_mb
-    device_runtime = DEVICE_RUNTIME.get(ctx.profile.backend)
+    device_runtime = ctx.backend.device_runtime
     for a in ctx.artifacts:
         if limit is not None and a.bytes and not a.is_reference and is_judged(a.runtime, a.details, device_runtime):
             a.verdicts.append(judge_value("artifact_size_mb", a.bytes / MB, limit, "max", "MB",

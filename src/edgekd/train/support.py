@@ -1,6 +1,6 @@
 """What the distill and qat stages share around the trainer: teacher checks, checkpoint folder, reporting.
 
-Teacher problems must surface before anything heavy runs (issue 3): `check_teacher_config` runs in the pipeline's
+Teacher problems must surface before anything heavy runs: `check_teacher_config` runs in the pipeline's
 prerequisite pass (before load, from the recipe alone); `check_teacher_matches` runs at the start of the stage, when
 both networks exist, and compares their outputs on the example input before the first training step.
 """

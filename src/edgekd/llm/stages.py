@@ -39,7 +39,7 @@ def _add(ctx: Context, path, fmt: str, runtime: str, precision: str, details: di
     return art
 
 
-def export_llm_artifacts(ctx: Context) -> Context:
+def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
     from . import export as llm_export
 
     cfg = llm_config(ctx)
@@ -56,7 +56,7 @@ def export_llm_artifacts(ctx: Context) -> Context:
     if cfg.max_seq_len > getattr(model.config, "max_position_embeddings", cfg.max_seq_len):
         ctx.decide("export", "llm.max_seq_len", "kept", "longer than the model's max_position_embeddings")
     backend = ctx.profile.backend
-    if backend == "executorch-xnnpack":
+    if "pte" in ctx.backend.causal_lm_formats:
         for precision in cfg.pte_variants:
             path = out / f"{name}.{precision}.pte"
             details = llm_export.export_pte(model, path, cfg.max_seq_len, precision, cfg.group_size,
@@ -65,8 +65,8 @@ def export_llm_artifacts(ctx: Context) -> Context:
             _tick(ctx)
     else:
         ctx.decide("export", ".pte", "not written", f"the profile's backend is {backend}, not executorch-xnnpack")
-    if backend == "tensorrt":
-        ctx.decide("export", "onnx", "not written", "LLM export to TensorRT is not supported by edgekd.llm")
+    if "onnx" not in ctx.backend.causal_lm_formats:
+        ctx.decide("export", "onnx", "not written", f"causal-LM export to {backend} is not supported by edgekd.llm")
         return ctx
     if cfg.onnx_variants:
         fp32_path = out / f"{name}.fp32.onnx"
@@ -144,7 +144,7 @@ def reference_model(ctx: Context):
     return original
 
 
-def verify_llm(ctx: Context) -> Context:
+def verify_llm(ctx: Context, cfg=None) -> Context:
     from .corpus import corpus_tokens
     from .decode import greedy, matched_prefix, open_session, perplexity, torch_session
 
@@ -200,7 +200,7 @@ def bench_one(path, runtime: str, prompt: list[int], new_tokens: int, max_len: i
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_llm(ctx: Context) -> Context:
+def bench_llm(ctx: Context, cfg=None) -> Context:
     from .corpus import corpus_tokens
 
     cfg, tok = llm_config(ctx), ctx.model.meta["tokenizer"]

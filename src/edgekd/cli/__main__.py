@@ -1,0 +1,5 @@
+"""`python -m edgekd.cli`."""
+
+from edgekd.cli.app import main
+
+main()
