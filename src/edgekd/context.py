@@ -121,6 +121,9 @@ class Context:
     decisions: list[Decision] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     plots: dict[str, Path] = field(default_factory=dict)
+    # Per-sample top-1 on the eval split of earlier networks every classifier artifact is also compared with
+    # (paired, by verify): e.g. "unpruned", the student before the prune stage cut it.
+    baselines: dict[str, Any] = field(default_factory=dict)
     report_sections: dict[str, str] = field(default_factory=dict)  # {title: markdown} a task adds to report.md
     progress: Callable[..., Any] | None = None
 

@@ -41,6 +41,7 @@ def _always(ctx: Context) -> bool:
 STAGES: list[Stage] = [
     Stage("load", "load", _always, "load the student, the teacher and the real data"),
     Stage("distill", "distill", _section("distill"), "fp32 knowledge distillation from the teacher"),
+    Stage("prune", "prune", _section("prune"), "structured channel pruning, then KD recovery from the unpruned"),
     Stage("fuse", "fuse", _section("fuse"), "fold norms into Conv/Linear, fuse activations, check numerically"),
     Stage("sensitivity", "sensitivity", _section("sensitivity"), "per-layer quantization error"),
     Stage("mixed_precision", "mixed_precision", _section("mixed_precision"), "precision per layer under budgets"),

@@ -198,6 +198,48 @@ class QatStage(TrainStage):
     ptq_baseline: bool = True  # also export plain PTQ of the same student (reference artifacts, never gated)
 
 
+class PruneTarget(Strict):
+    """What structured pruning must remove: a fraction of the student's MACs or of its parameters (one of them)."""
+
+    macs: float | None = Field(default=None, gt=0, lt=1)
+    params: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.macs is None) == (self.params is None):
+            raise ValueError("set exactly one of macs or params (a fraction in (0, 1) to remove)")
+        return self
+
+
+class RecoveryStage(TrainStage):
+    """KD fine-tune of the pruned student from the unpruned one (edgekd.stages.prune)."""
+
+    epochs: int = Field(default=3, ge=1)
+    lr: float = Field(default=5e-4, gt=0)
+    # BatchNorm keeps its running statistics while the weights train: with a few hundred samples (photo crops) the
+    # batch statistics of 16 crops would overwrite those the network learned on its real training set.
+    freeze_bn: bool = False
+
+
+class PruneStage(Strict):
+    """Structured channel pruning (torch-pruning) between distill and fuse, then KD recovery (edgekd.stages.prune).
+
+    Layer names in `ignore` and `layer_max_ratio` are exact module names or `re:` patterns (rule 7 of
+    docs/architecture.md); the layers that produce the model's output are never pruned."""
+
+    enabled: bool = True
+    target: PruneTarget
+    importance: Literal["l1", "l2", "taylor"] = "l2"
+    global_pruning: bool = False  # rank channels across layers (else every layer loses the same fraction)
+    ignore: list[str] = Field(default_factory=list)
+    max_ratio: float = Field(default=0.8, gt=0, lt=1)  # most of any one layer's channels that may go
+    layer_max_ratio: dict[str, Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=dict)
+    round_to: int | None = Field(default=None, ge=1, le=256)  # keep channel counts multiples of this
+    taylor_batches: int = Field(default=4, ge=1)  # train batches whose gradients rank channels (taylor)
+    drop_margin: float = Field(default=0.01, ge=0, le=1)  # reported: is pruned+KD more than this below unpruned?
+    recovery: RecoveryStage | None = None  # None: no fine-tune (the pruned weights are exported as they are)
+
+
 class BenchStage(Strict):
     enabled: bool = True
     warmup: int = Field(default=5, ge=0)
@@ -209,6 +251,7 @@ class Stages(Strict):
     """Which optional stages run. load, export and verify always run; a present section enables its stage."""
 
     distill: DistillStage | None = None
+    prune: PruneStage | None = None
     fuse: FuseStage = Field(default_factory=FuseStage)
     sensitivity: SensitivityStage | None = None
     mixed_precision: MixedPrecisionStage | None = None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .comparison import fmt_value, artifact_rows
+from .prune import prune_section
+
 
 def table(rows: list[dict]) -> str:
     if not rows:
@@ -118,6 +120,7 @@ def render_manifest(m: dict) -> str:
         parts.append(f"\nPyTorch converted (quantized) model vs fp32: top-1 agreement {fmt_value(q.get('top1_agreement'))}, "
                      f"cosine {fmt_value(q.get('cosine_mean'))}.\n")
     parts.append(side_by_side(m))
+    parts.append(prune_section(m))
     parts.append("\n## Decisions (nothing skipped silently)\n")
     parts.append("Identical decisions share one row with their count; a subject written `.1.conv` continues the "
                  "one before it (`features.0.conv, .1.conv` is features.0.conv and features.1.conv).\n")

@@ -110,6 +110,11 @@ def paired_comparisons(ctx: Context, reference_top1: np.ndarray, labels: np.ndar
             paired.update({k: v for k, v in stats.drop_exceeds(correct, reference_correct, budget).items()
                            if k.startswith("drop_") or k in ("exceeds", "within")})
         artifact.parity["paired_vs_fp32"] = paired
+        for name, top1 in ctx.baselines.items():  # e.g. the unpruned student (stages/prune.py)
+            base_truth = labels if labels is not None else top1
+            artifact.parity[f"paired_vs_{name}"] = {
+                "basis": "accuracy on labels" if labels is not None else f"top-1 agreement with {name}",
+                **stats.compare_paired(predictions[artifact.name] == base_truth, top1 == base_truth)}
         baseline = by_key.get((artifact.format, "int8-ptq"))
         if baseline is not None and artifact is not baseline and artifact.precision != "fp32":
             artifact.parity["paired_vs_ptq"] = {

@@ -84,8 +84,9 @@ def checkpoint_dir(ctx: Context, stage: str) -> Path:
     return Path(base) / "checkpoints" / stage
 
 
-def record(ctx: Context, stage: str, result, cfg, extra: dict | None = None) -> None:
-    """Per-epoch metrics into ctx.metrics[stage], the loss-curve PNG into ctx.plots, notes as decisions."""
+def record(ctx: Context, stage: str, result, cfg, extra: dict | None = None, teacher: str | None = None) -> None:
+    """Per-epoch metrics into ctx.metrics[stage], the loss-curve PNG into ctx.plots, notes as decisions.
+    `teacher` names the teacher in the plot title when it is not ctx.teacher (the prune stage's unpruned student)."""
     from edgekd.train.plot import plot_history
 
     for note in result.notes:
@@ -99,5 +100,5 @@ def record(ctx: Context, stage: str, result, cfg, extra: dict | None = None) -> 
         "eval_metric": final.get("eval_metric"), "history": result.history, **(extra or {})}
     if result.history:
         path = plot_history(result.history, Path(ctx.out_dir) / f"{stage}_loss.png",
-                            f"{stage}: {ctx.model.name} from {ctx.teacher.name}")
+                            f"{stage}: {ctx.model.name} from {teacher or ctx.teacher.name}")
         ctx.plots[f"{stage}_loss"] = path
