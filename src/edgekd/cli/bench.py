@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 
 from edgekd.cli.common import finite, handles_errors
-from edgekd.config.loading import load_profile
 from edgekd.errors import EXIT_OK, EdgekdError
 
 
@@ -78,6 +77,8 @@ def bench_command(click_ctx, profile, folder, runner, host, port, user, key, rem
                           hint="edgekd bench --profile P --artifacts out/<name> [--runner ssh --host ...]")
     if warmup < 0 or runs < 1 or (threads is not None and threads < 1):
         raise EdgekdError("--warmup must be >= 0, --runs and --threads >= 1")
+    from edgekd.config.loading import load_profile  # pydantic schemas: not for `edgekd --help`
+
     prof = load_profile(profile, list(overrides))
     host, user = _split_host(host, user)
     updates = {k: v for k, v in {"kind": runner, "host": host, "port": port, "user": user,
@@ -122,6 +123,8 @@ def bench_import_command(log, fmt, folder, profile, artifact, junit, strict, ove
     """
     from edgekd.bench.core import raise_on_failures
     from edgekd.bench.folder import import_log
+
+    from edgekd.config.loading import load_profile  # pydantic schemas: not for `edgekd --help`
 
     prof = load_profile(profile, list(overrides))
     result = import_log(folder, prof, log, fmt, artifact, junit)
