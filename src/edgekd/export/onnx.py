@@ -66,16 +66,46 @@ def dynamic_dims(path: Path) -> dict[str, dict[int, str]]:
             for i in model.graph.input if any(d.dim_param for d in i.type.tensor_type.shape.dim)}
 
 
+# torch.onnx writes each node's Python stack trace into the file, with the absolute paths of the machine and checkout
+# that exported it: the same model exported from two folders differs in bytes (a size baseline recorded on a laptop
+# then fails in CI) and a shipped artifact names its author's home folder. Module scopes (namespace,
+# pkg.torch.onnx.name_scopes) stay: the precision plans map ONNX nodes to modules through them.
+SOURCE_TRACE_KEYS = frozenset({"pkg.torch.onnx.stack_trace"})
+
+
+def drop_source_traces(model) -> int:
+    """Remove SOURCE_TRACE_KEYS from every node of an onnx.ModelProto (graph, subgraphs, functions); returns count."""
+    dropped = 0
+
+    def clean(nodes) -> None:
+        nonlocal dropped
+        for node in nodes:
+            keep = [p for p in node.metadata_props if p.key not in SOURCE_TRACE_KEYS]
+            if len(keep) != len(node.metadata_props):
+                dropped += len(node.metadata_props) - len(keep)
+                del node.metadata_props[:]
+                node.metadata_props.extend(keep)
+            for attr in node.attribute:
+                for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    clean(graph.node)
+
+    clean(model.graph.node)
+    for function in model.functions:
+        clean(function.node)
+    return dropped
+
+
 def _unique_names(path: Path) -> list[dict]:
     """The dynamo exporter can define a value twice when an output is named like an internal value (MiniLM's
-    "embedding" output vs aten.embedding's Gather): onnxruntime then refuses the file. Rename the earlier one."""
+    "embedding" output vs aten.embedding's Gather): onnxruntime then refuses the file. Rename the earlier one.
+    The exporter's source traces are dropped in the same pass (drop_source_traces)."""
     import onnx
 
     from edgekd.export.tensorrt_rewrites import make_names_unique
 
     model = onnx.load(str(path))
     renamed = make_names_unique(model)
-    if renamed:
+    if drop_source_traces(model) or renamed:
         onnx.save(model, str(path))
     return renamed
 

@@ -70,6 +70,9 @@ def export_qdq_onnx(converted: torch.fx.GraphModule, example_inputs: tuple, path
             except Exception:  # noqa: BLE001 - intermediate shapes are optional in ONNX
                 pass
         _name_dynamic_dims(model, dynamic_axes)
+        from edgekd.export.onnx import drop_source_traces
+
+        drop_source_traces(model)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
     details = {"exporter": exporter, "opset": opset, **qdq_counts(model), "rewrites": rewrites,

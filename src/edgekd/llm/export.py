@@ -182,6 +182,13 @@ def export_onnx_fp32(model, path: Path, max_seq_len: int, opset: int = 18) -> di
             torch.onnx.export(wrapper, (ids, pos, *past), str(tmp), dynamo=True, opset_version=opset,
                               external_data=False, input_names=inputs, output_names=outputs,
                               dynamic_shapes=dynamic, verbose=False)
+        import onnx
+
+        from edgekd.export.onnx import drop_source_traces
+
+        model = onnx.load(str(tmp))
+        if drop_source_traces(model):
+            onnx.save_model(model, str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
