@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from edgekd.cli import main
 from edgekd.config.loading import available_profiles, available_recipes, find_profile, load_any
 from edgekd.report.console import budget_lines, wrap_name
-from edgekd.report.markdown import grouped_decisions, table
+from edgekd.report.comparison import table
+from edgekd.report.markdown import grouped_decisions
 
 
 def test_wrap_name_breaks_after_folders_first_and_keeps_every_character():

@@ -202,7 +202,7 @@ def _decide(ctx: Context, llm, teacher_name: str, fake_quantized: int) -> None:
 
 
 def report_section(ctx: Context) -> str:
-    from edgekd.report.markdown import table
+    from edgekd.report.comparison import table
 
     q = ctx.metrics["qat"]
     p = q["pytorch_perplexity"]

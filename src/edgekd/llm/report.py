@@ -46,7 +46,7 @@ def llm_rows(ctx: Context) -> list[dict]:
 
 
 def llm_section(ctx: Context) -> str:
-    from edgekd.report.markdown import table
+    from edgekd.report.comparison import table
 
     llm = ctx.metrics.get("llm", {})
     ref = llm.get("fp32_pytorch", {})

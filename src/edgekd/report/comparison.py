@@ -1,5 +1,6 @@
 """The fp32-beside-quantized comparison: one row per artifact of a manifest, each runtime's fp32 artifact first, with
 the speedup measured against it in the same run. manifest.json stores these rows; report.md and the console show them.
+`table` renders any such rows as markdown, for every report section (report/markdown.py, report/prune.py, llm/).
 """
 
 from __future__ import annotations
@@ -90,3 +91,13 @@ def artifact_rows(artifacts: list[dict], open_budgets: list[str] | tuple = (), d
         })
     keep = [k for k in (rows[0] if rows else {}) if k in ("artifact", "verdict") or any(r[k] != "-" for r in rows)]
     return [{k: r[k] for k in keep} for r in rows]
+
+
+def table(rows: list[dict], empty: str = "_none_\n", missing: str = "-") -> str:
+    """Rows (dicts with the same keys) as a markdown table; the first row's keys are the columns."""
+    if not rows:
+        return empty
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r.get(h, missing)) for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .comparison import fmt_value, artifact_rows
+from .comparison import artifact_rows, fmt_value, table
 from .prune import prune_section
-
-
-def table(rows: list[dict]) -> str:
-    if not rows:
-        return "_none_\n"
-    head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(r.get(h, "-")) for h in head) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def grouped_decisions(decisions: list[dict]) -> list[dict]:

@@ -7,14 +7,11 @@ artifact bytes, and the channels of every Conv/Linear before and after the cut (
 
 from __future__ import annotations
 
+from .comparison import table
+
 
 def _table(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return table(rows, empty="", missing="")
 
 
 def _paired(p: dict | None) -> str:
