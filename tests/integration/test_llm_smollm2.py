@@ -40,7 +40,8 @@ def test_smollm2_export_snapdragon865_8da4w_pte_and_int4_onnx(tmp_path):
     for item in SMALL:
         cmd += ["--set", item]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    # the source-grid 8da4w .pte (per-block constants beside the int4 groups) lowers for well over 15 minutes on 2 cores
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=2700)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = a budget failed, still a complete run
     out = tmp_path / "smollm2-8da4w"
     manifest = json.loads((out / "manifest.json").read_text())
