@@ -1,6 +1,6 @@
 """The layout rules of docs/architecture.md, checked on the source tree: no import cycle (imports inside functions
-count), one home for onnxruntime's quantization API and for onnxruntime sessions, small modules, and comments that cite
-only documents the repository has."""
+and `if TYPE_CHECKING:` blocks count), one home for onnxruntime's quantization API and for onnxruntime sessions,
+small modules, and comments that cite only documents the repository has."""
 
 from __future__ import annotations
 
@@ -46,24 +46,13 @@ def _resolve(module: str, node: ast.AST) -> set[str]:
     return found
 
 
-def _executed_imports(tree: ast.AST):
-    """Every import statement that can run, at any depth; `if TYPE_CHECKING:` blocks never run."""
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            yield from (n for child in node.orelse for n in [child, *ast.walk(child)]
-                        if isinstance(n, (ast.Import, ast.ImportFrom)))
-            continue
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            yield node
-        yield from _executed_imports(node)
-
-
 def import_graph() -> dict[str, set[str]]:
     graph = {}
     for module, path in MODULES.items():
         deps: set[str] = set()
-        for node in _executed_imports(ast.parse(path.read_text())):
-            deps |= _resolve(module, node)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                deps |= _resolve(module, node)
         graph[module] = deps - {module}
     return graph
 

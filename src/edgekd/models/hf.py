@@ -16,7 +16,7 @@ from .builtin import text_bundle
 
 
 def load_hf_folder(folder: Path, data_cfg: DataConfig, source: ModelSource, key: str) -> ModelBundle:
-    from edgekd.config.loading import read_json
+    from edgekd.inputs import read_json
 
     config_file = folder / "config.json"
     if not config_file.is_file():

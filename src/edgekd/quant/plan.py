@@ -110,7 +110,7 @@ class PrecisionPlan:
         path = Path(path)
         if not path.is_file():
             raise EdgekdError("precision plan file not found", file=str(path), key="stages.mixed_precision.plan")
-        from edgekd.config.loading import read_json
+        from edgekd.inputs import read_json
 
         data = read_json(path, key="stages.mixed_precision.plan", what="precision plan", expect=object)
         return cls.from_dict(data, source=str(path))

@@ -77,7 +77,7 @@ def _validated(data: Any, file: str) -> dict:
 
 def read_manifest(path: Path) -> dict:
     """manifest.json as a validated dict (the renderers and verdict code work on plain JSON data)."""
-    from edgekd.config.loading import read_json
+    from edgekd.inputs import read_json
 
     return _validated(read_json(Path(path), what="manifest"), str(path))
 

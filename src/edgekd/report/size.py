@@ -176,7 +176,7 @@ def read_baseline(path: Path) -> dict:
     if not path.is_file():
         raise EdgekdError("baseline not found", file=str(path), key="--baseline",
                           hint="create it with: edgekd size check --baseline FILE OUT... --update-baseline")
-    from edgekd.config.loading import read_json
+    from edgekd.inputs import read_json
 
     data = read_json(path, key="--baseline", what="baseline")
     if not isinstance(data.get("artifacts"), dict):
