@@ -52,7 +52,7 @@ def export_onnx(module: torch.nn.Module, bundle: ModelBundle, path: Path, opset:
             program.save(str(tmp), external_data=False)
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the file and op
             raise EdgekdError(f"ONNX export failed: {type(exc).__name__}: {str(exc)[:400]}", file=str(path)) from exc
-        renamed = _unique_names(tmp)
+        renamed = _tidy_exported(tmp)
     return {"opset": opset, "dynamic_batch": dynamic_batch, "dynamic_axes": dynamic_dims(path), **op_summary(path),
             **({"renamed": renamed} if renamed else {})}
 
@@ -95,10 +95,10 @@ def drop_source_traces(model) -> int:
     return dropped
 
 
-def _unique_names(path: Path) -> list[dict]:
-    """The dynamo exporter can define a value twice when an output is named like an internal value (MiniLM's
-    "embedding" output vs aten.embedding's Gather): onnxruntime then refuses the file. Rename the earlier one.
-    The exporter's source traces are dropped in the same pass (drop_source_traces)."""
+def _tidy_exported(path: Path) -> list[dict]:
+    """One load and save of the exporter's file: values defined twice renamed (the dynamo exporter does that when an
+    output is named like an internal value, MiniLM's "embedding" output vs aten.embedding's Gather, and onnxruntime
+    then refuses the file) and source traces dropped (drop_source_traces). Returns the renames."""
     import onnx
 
     from edgekd.export.tensorrt_rewrites import make_names_unique

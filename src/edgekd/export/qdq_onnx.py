@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from edgekd.errors import EdgekdError
+from edgekd.export.onnx import drop_source_traces
 from edgekd.export.tensorrt_rewrites import make_names_unique, rewrite_for_tensorrt
 from edgekd.report.atomic import atomic_path
 
@@ -70,8 +71,6 @@ def export_qdq_onnx(converted: torch.fx.GraphModule, example_inputs: tuple, path
             except Exception:  # noqa: BLE001 - intermediate shapes are optional in ONNX
                 pass
         _name_dynamic_dims(model, dynamic_axes)
-        from edgekd.export.onnx import drop_source_traces
-
         drop_source_traces(model)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
