@@ -113,6 +113,9 @@ class Context:
     data: Data | None = None
     reference: torch.nn.Module | None = None  # the fp32 student every artifact is compared against
     quantized: torch.nn.Module | None = None  # converted PT2E model (the PyTorch view of the int8 artifacts)
+    # The float weights `quantized` was converted from when they differ from model.module (dynamic QAT): the ONNX
+    # writer quantizes these with onnxruntime, as a dynamically quantized PT2E graph does not export to ONNX
+    quantized_float: torch.nn.Module | None = None
     plan: PrecisionPlan | None = None  # when mixed precision ran or a plan was loaded
     sensitivity: SensitivityResult | None = None  # the sensitivity stage's measurements, which mixed_precision solves
     float_layers: list[str] = field(default_factory=list)  # layers the quantizer left in float (ptq / qat)

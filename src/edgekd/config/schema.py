@@ -196,6 +196,10 @@ class QatStage(TrainStage):
     freeze_observers_epoch: int | None = Field(default=None, ge=0)  # None: the last epoch freezes them
     freeze_bn_epoch: int | None = Field(default=None, ge=0)  # None: the last epoch uses running BN statistics
     ptq_baseline: bool = True  # also export plain PTQ of the same student (reference artifacts, never gated)
+    # Activation ranges as in stages.ptq.activations: learned static ranges, or per call (dynamic: the Linear inputs
+    # are fake-quantized per sample in training; edgekd/quant/dynamic_text.py). auto: the backend's choice for text
+    # encoders, static everywhere else.
+    activations: Literal["auto", "static", "dynamic"] = "auto"
 
 
 class PruneTarget(Strict):

@@ -88,12 +88,24 @@ def export_pte(module: torch.nn.Module, example_inputs: tuple, path: Path, mixed
             from edgekd.quant.inspect import pte_layer_precisions
 
             delegation["layers"] = pte_layer_precisions(program, layers)
-        et_program = program.to_executorch()
+        et_program = program.to_executorch(backend_config(module))
     except Exception as exc:  # noqa: BLE001 - export raises many exception types; the user needs the op and file
         raise EdgekdError(f"ExecuTorch export failed: {type(exc).__name__}: {str(exc)[:400]}", file=str(path),
                           hint="an unsupported operator is named above; exclude the layer or change the model") from exc
     write_bytes(path, et_program.buffer)
     return {"delegate": "XnnpackBackend", "partitioning": partitioning, **delegation}
+
+
+def backend_config(module: torch.nn.Module):
+    """ExecuTorch's quant fusion where an embedding reads an int8 table: dequantize -> embedding becomes
+    quantized_decomposed.embedding_byte (edgekd/quant/dynamic_text.py); without it the table would be dequantized
+    by portable kernels into a float copy at every call. Other graphs keep the default passes."""
+    from executorch.exir import ExecutorchBackendConfig
+
+    from edgekd.quant.dynamic_text import has_quantized_embedding
+
+    fuse = isinstance(module, torch.fx.GraphModule) and has_quantized_embedding(module)
+    return ExecutorchBackendConfig(do_quant_fusion_and_const_prop=True) if fuse else None
 
 
 def delegation_summary(graph_module) -> dict:

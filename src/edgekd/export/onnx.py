@@ -141,3 +141,22 @@ def _dims(model, name: str) -> list[int]:
         if init.name == name:
             return list(init.dims) or [1]
     return [1]
+
+
+def export_dynamic_int8(module: torch.nn.Module, bundle: ModelBundle, path: Path, opset: int, isa: str,
+                        exclude: list[str] | None = None) -> dict:
+    """The int8 ONNX of float weights the ONNX exporter cannot take quantized: a dynamically quantized PT2E graph
+    (choose_qparams) does not export, so `module`'s float weights (the fp32 student, or the weights dynamic QAT
+    trained) are exported to fp32 and quantized by onnxruntime's dynamic quantizer (edgekd/quant/ort.py):
+    per-call u8 activations like the .pte's dynamically quantized Linears, s8 per-channel weights, int8 Gather."""
+    import tempfile
+
+    from edgekd.quant.ort import ort_quantize
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-dynamic-") as tmp:
+        float_path = Path(tmp) / "float.onnx"
+        export_onnx(module, bundle, float_path, opset=opset)
+        details = ort_quantize(float_path, path, "dynamic", (), exclude or [], input_names=bundle.input_names,
+                               isa=isa)
+    details.update(op_summary(path), dynamic_axes=dynamic_dims(path), mode="ort_dynamic")
+    return details

@@ -22,8 +22,10 @@ class NonFloatGuard:
     (position ids, attention-mask offsets); quantizing those breaks the graph (docs/architecture.md, "The stack").
     """
 
-    def __init__(self, inner: Any):
+    def __init__(self, inner: Any, embeddings: bool = False):
         self.inner = inner
+        self.embeddings = embeddings  # also quantize embedding tables (weight-only, per row; quant/dynamic_text.py)
+        self.embeddings_quantized: list[str] = []
         self.dropped: list[str] = []
         self.repaired: list[str] = []
         self.clamps_fused: list[str] = []
@@ -40,6 +42,10 @@ class NonFloatGuard:
             if any(not _is_float(v) for v in values):
                 del node.meta["quantization_annotation"]
                 self.dropped.append(node.name)
+        if self.embeddings:  # after the guard: the table is float, its integer indices are never quantized
+            from edgekd.quant.dynamic_text import annotate_embeddings
+
+            self.embeddings_quantized = annotate_embeddings(model)
         return model
 
     def validate(self, model: torch.fx.GraphModule) -> None:
@@ -240,12 +246,15 @@ def _is_float(node: torch.fx.Node) -> bool:
 
 
 def make_quantizer(backend: str, *, qat: bool = False, per_channel: bool = True,
-                   skip_modules: Iterable[str] = (), module_type_skips: Iterable[type] = (), dynamic: bool = False):
+                   skip_modules: Iterable[str] = (), module_type_skips: Iterable[type] = (), dynamic: bool = False,
+                   embeddings: bool = False):
     """The quantizer for a profile backend; `skip_modules` (exact module names) stay in floating point.
 
     `dynamic`: int8 weights with activations quantized per call from their live range (XNNPACK's dynamically
     quantized Linear). Transformer encoders need it: a static per-tensor range over the residual stream and the
-    attention probabilities cannot hold their outlier channels (MiniLM static: cosine ~0.6 against fp32).
+    attention probabilities cannot hold their outlier channels (MiniLM static: cosine ~0.6 against fp32). With
+    `qat`, the Linear inputs are fake-quantized per sample and call (edgekd/quant/dynamic_text.py).
+    `embeddings`: embedding tables become int8 weight-only per row (the word embedding is most of a text .pte).
     """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -259,6 +268,10 @@ def make_quantizer(backend: str, *, qat: bool = False, per_channel: bool = True,
         raise EdgekdError("dynamic activation quantization is not available for TensorRT (explicit Q/DQ is static)",
                           key="stages.ptq.activations", hint="allowed for tensorrt: static")
     config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat, is_dynamic=dynamic)
+    if qat and dynamic:
+        from edgekd.quant.dynamic_text import qat_dynamic_config
+
+        config = qat_dynamic_config(config)
     if kind == "symmetric":
         config = symmetric_activation_config(config)
     quantizer = XNNPACKQuantizer().set_global(config)
@@ -268,7 +281,7 @@ def make_quantizer(backend: str, *, qat: bool = False, per_channel: bool = True,
         quantizer.module_name_config[name] = None
     for module_type in module_type_skips:
         quantizer.set_module_type(module_type, None)
-    return NonFloatGuard(quantizer)
+    return NonFloatGuard(quantizer, embeddings=embeddings)
 
 
 def symmetric_activation_config(config):

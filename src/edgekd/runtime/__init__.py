@@ -29,6 +29,7 @@ def load_pte(path: Path, method: str = "forward") -> Runner:
         import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (LLM .pte files use these kernels)
     except Exception:  # noqa: BLE001 - optional kernels; a .pte that needs them fails loudly below
         pass
+    import executorch.kernels.quantized  # noqa: F401  (embedding_byte: int8 embedding tables, quant/dynamic_text.py)
     from edgekd.report.noise import native_stderr_quiet
 
     try:

@@ -86,7 +86,14 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
     if mode == "auto":
         mode = onnx_export.auto_mode(ctx.backend, ctx.model)
     int8_path = out / f"{name}.{precision}.onnx"
-    if mode == "pt2e":
+    if ctx.quantized_float is not None:  # dynamic QAT: its trained float weights, quantized by onnxruntime
+        mode = "ort_dynamic"
+        details = onnx_export.export_dynamic_int8(ctx.quantized_float, ctx.model, int8_path, cfg.opset,
+                                                  ctx.profile.isa, _plan_exclude(ctx, fp32_path))
+        ctx.decide("export", int8_path.name, "the QAT-trained weights quantized by onnxruntime (dynamic)",
+                   "a dynamically quantized PT2E graph does not export to ONNX; the weights are the ones QAT trained "
+                   "against a per-channel int8 grid, activations are quantized per call as in the .pte")
+    elif mode == "pt2e":
         from edgekd.export.qdq_onnx import export_qdq_onnx
 
         axes, shapes = ctx.model.dynamic_axes, None
@@ -100,12 +107,7 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
                                   dynamic_axes=axes, shapes=shapes,
                                   opset=(ctx.profile.tensorrt.opset if ctx.profile.tensorrt else cfg.opset))
     else:
-        exclude = []
-        if ctx.plan is not None:  # layers the plan keeps in float: their ONNX nodes stay out of Q/DQ
-            from edgekd.quant.ort import plan_to_onnx_nodes
-            from edgekd.quant.plan import quantizable_layers
-
-            exclude = sorted(plan_to_onnx_nodes(ctx.plan, fp32_path, quantizable_layers(ctx.model.module)))
+        exclude = _plan_exclude(ctx, fp32_path)
         from edgekd.quant.ort import ort_quantize
 
         details = ort_quantize(fp32_path, int8_path, mode.removeprefix("ort_"), ctx.data.calibration.inputs,
@@ -119,6 +121,16 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
                    "onnx_mode selects onnxruntime's quantizer; its scales are calibrated on the same real samples "
                    "but are not the PT2E scales of the .pte")
     check_plan(ctx, _add(ctx, int8_path, "onnx", precision, details))
+
+
+def _plan_exclude(ctx: Context, fp32_path) -> list[str]:
+    """ONNX node names of the layers the plan keeps in float: they stay out of onnxruntime's quantization."""
+    if ctx.plan is None:
+        return []
+    from edgekd.quant.ort import plan_to_onnx_nodes
+    from edgekd.quant.plan import quantizable_layers
+
+    return sorted(plan_to_onnx_nodes(ctx.plan, fp32_path, quantizable_layers(ctx.model.module)))
 
 
 def _plan_layers(ctx: Context) -> list[str] | None:

@@ -52,6 +52,9 @@ def record_quantizer_decisions(ctx: Context, stage: str, quantizer, skip: list[s
     for node in quantizer.pads_shared:
         ctx.decide(stage, node, "zero pad quantized with its input's scale", "runs as an int8 pad that XNNPACK folds "
                    "into the next convolution, instead of Convert -> fp32 pad -> Convert")
+    for node in quantizer.embeddings_quantized:
+        ctx.decide(stage, node, "int8 weight-only table (per row)", "embedding tables are most of a text model's "
+                   "bytes; gathered rows are dequantized, indices stay integer")
     for node in quantizer.repaired:
         ctx.decide(stage, node, "constant kept integer",
                    "the quantizer's scalar-to-tensor transform made an integer index constant float")
@@ -76,7 +79,7 @@ def run(ctx: Context, cfg) -> Context:
     skip = ctx.float_layers = float_layers(ctx)
     dynamic = activation_mode(ctx, cfg) == "dynamic"
     quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip,
-                                    dynamic=dynamic)
+                                    dynamic=dynamic, embeddings=dynamic)
     if dynamic:
         ctx.decide("ptq", "activations", "quantized dynamically (per call)",
                    "text encoder on ExecuTorch: static per-tensor ranges lose the residual stream's outlier channels")

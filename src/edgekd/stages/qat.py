@@ -36,7 +36,7 @@ import torch
 
 from edgekd.context import Context
 from edgekd.quant import pt2e
-from edgekd.stages.ptq import float_layers, record_quantizer_decisions, record_unrepresentable
+from edgekd.stages.ptq import activation_mode, float_layers, record_quantizer_decisions, record_unrepresentable
 from edgekd.train.loop import resolve_device, train_kd
 from edgekd.train.support import check_teacher_config, check_teacher_matches, checkpoint_dir, record
 
@@ -101,11 +101,13 @@ def has_batchnorm(module: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def prepare_qat(ctx: Context, cfg):
+def prepare_qat(ctx: Context, cfg, dynamic: bool = False):
     """Quantizer for the profile backend, QAT-prepared graph of a copy of the student (the fp32 one stays intact),
-    without fake-quants on tensors no int8 grid can hold (an additive attention mask), found on a probe copy."""
+    without fake-quants on tensors no int8 grid can hold (an additive attention mask), found on a probe copy.
+    `dynamic`: only the Linear inputs are fake-quantized, per sample (edgekd/quant/dynamic_text.py)."""
     skip = ctx.float_layers = float_layers(ctx)
-    quantizer = pt2e.make_quantizer(ctx.profile.backend, qat=True, per_channel=cfg.per_channel, skip_modules=skip)
+    quantizer = pt2e.make_quantizer(ctx.profile.backend, qat=True, per_channel=cfg.per_channel, skip_modules=skip,
+                                    dynamic=dynamic)
     student = copy.deepcopy(ctx.model.module).eval()
     prepared = prepare_dynamic_batch(student, ctx.model.example_inputs, quantizer)
     record_unrepresentable(ctx, "qat", pt2e.drop_unrepresentable_before_training(prepared,
@@ -155,20 +157,35 @@ def learned_activation_scales(prepared: torch.fx.GraphModule) -> dict[str, list[
     return found
 
 
-def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
+def dynamic_ptq(ctx: Context, module: torch.nn.Module, cfg, skip: list[str]):
+    """Dynamic int8 PTQ of `module` as the ptq stage does it for text (int8 Linear weights per channel, activations
+    per call, int8 embedding tables): the PTQ baseline of the fp32 student and the convert of dynamic QAT's trained
+    weights. Returns (converted, quantizer, calibration count)."""
+    quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip,
+                                    dynamic=True, embeddings=True)
+    prepared = pt2e.prepare(copy.deepcopy(module), ctx.model.example_inputs, quantizer)
+    count = pt2e.calibrate(prepared, ctx.data.calibration.inputs)  # only weight observers: activations are per call
+    return pt2e.convert(prepared), quantizer, count
+
+
+def ptq_baseline(ctx: Context, cfg, skip: list[str], dynamic: bool = False) -> list[str]:
     """The same fp32 student quantized by plain PTQ (calibration split), exported in the same formats as reference
-    artifacts, so verify measures fp32, PTQ and QAT+KD side by side in each runtime. Never gated: only a baseline."""
+    artifacts, so verify measures fp32, PTQ and QAT+KD side by side in each runtime. Never gated: only a baseline.
+    `dynamic`: the same dynamic scheme as the QAT artifacts (the ONNX by onnxruntime's dynamic quantizer)."""
     from edgekd.context import Artifact
     from edgekd.report.atomic import sha256_of
     from edgekd.backends import FORMAT_RUNTIME
 
     export_cfg = ctx.recipe.stages.export
     formats = [f for f in (export_cfg.formats or ctx.backend.formats) if f in ("pte", "onnx")]
-    quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip)
-    prepared = pt2e.prepare(copy.deepcopy(ctx.model.module), ctx.model.example_inputs, quantizer)
-    count = pt2e.calibrate(prepared, ctx.data.calibration.inputs)
-    pt2e.drop_unrepresentable_observers(prepared)  # the same tensors the QAT graph keeps float (recorded there)
-    converted = pt2e.convert(prepared)
+    if dynamic:
+        converted, _, count = dynamic_ptq(ctx, ctx.model.module, cfg, skip)
+    else:
+        quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip)
+        prepared = pt2e.prepare(copy.deepcopy(ctx.model.module), ctx.model.example_inputs, quantizer)
+        count = pt2e.calibrate(prepared, ctx.data.calibration.inputs)
+        pt2e.drop_unrepresentable_observers(prepared)  # the same tensors the QAT graph keeps float (recorded there)
+        converted = pt2e.convert(prepared)
     written = []
     for fmt in formats:
         path = ctx.out_dir / f"{ctx.model.name}.int8-ptq-baseline.{fmt}"
@@ -176,6 +193,10 @@ def ptq_baseline(ctx: Context, cfg, skip: list[str]) -> list[str]:
             from edgekd.export.executorch import export_pte
 
             details = export_pte(converted, ctx.model.example_inputs, path)
+        elif dynamic:
+            from edgekd.export.onnx import export_dynamic_int8
+
+            details = export_dynamic_int8(ctx.model.module, ctx.model, path, export_cfg.opset, ctx.profile.isa)
         else:
             from edgekd.export.qdq_onnx import export_qdq_onnx
 
@@ -205,8 +226,9 @@ def run_pt2e(ctx: Context, cfg) -> Context:
     if ctx.reference is None:
         ctx.reference = copy.deepcopy(ctx.model.module).eval()
     bn_in_graph = has_batchnorm(ctx.model.module)
-    prepared, quantizer, skip = prepare_qat(ctx, cfg)
-    baseline = ptq_baseline(ctx, cfg, skip) if cfg.ptq_baseline else []
+    dynamic = activation_mode(ctx, cfg) == "dynamic"
+    prepared, quantizer, skip = prepare_qat(ctx, cfg, dynamic)
+    baseline = ptq_baseline(ctx, cfg, skip, dynamic) if cfg.ptq_baseline else []
     obs_at, bn_at = freeze_epochs(cfg)
     result = train_kd(prepared, ctx.teacher.module, ctx.data.train, ctx.data.eval, cfg, task=ctx.model.task,
                       stage="qat", ckpt_dir=checkpoint_dir(ctx, "qat"), device=device, resume=ctx.resume,
@@ -215,7 +237,10 @@ def run_pt2e(ctx: Context, cfg) -> Context:
     prepared.to("cpu")
     ctx.teacher.module.to("cpu")
     scales = learned_activation_scales(prepared)
-    ctx.quantized = pt2e.convert(prepared)
+    if dynamic:
+        convert_dynamic(ctx, cfg, prepared, skip)
+    else:
+        ctx.quantized = pt2e.convert(prepared)
     record_quantizer_decisions(ctx, "qat", quantizer, skip)
     ctx.decide("qat", "batch norm", "simulated fold during QAT, folded at convert" if bn_in_graph
                else "already folded before QAT (fuse stage)",
@@ -228,5 +253,22 @@ def run_pt2e(ctx: Context, cfg) -> Context:
         "device": str(device), "quantizer": ctx.backend.quantizer,
         "per_channel": cfg.per_channel, "float_layers": skip, "freeze_observers_epoch": obs_at,
         "freeze_bn_epoch": bn_at, "bn_in_graph": bn_in_graph, "learned_activation_scales": scales,
+        "activations": "dynamic" if dynamic else "static",
         "ptq_baseline_artifacts": baseline, "total_seconds": time.perf_counter() - started})
     return ctx
+
+
+def convert_dynamic(ctx: Context, cfg, prepared: torch.fx.GraphModule, skip: list[str]) -> None:
+    """Dynamic QAT's convert: the trained float weights, quantized like dynamic PTQ (torchao cannot convert a
+    dynamic fake-quant; edgekd/quant/dynamic_text.py). ctx.quantized_float keeps them for the ONNX writer."""
+    from edgekd.quant.dynamic_text import trained_float_copy
+
+    trained = trained_float_copy(prepared, ctx.model.module)
+    ctx.quantized, quantizer, _ = dynamic_ptq(ctx, trained, cfg, skip)
+    ctx.quantized_float = trained
+    ctx.decide("qat", "activations", "fake-quantized per sample in training, quantized per call in the artifacts",
+               "text encoder on ExecuTorch: a static per-tensor range over the residual stream costs accuracy that "
+               "QAT did not win back; dynamic int8 keeps residual adds, LayerNorm and softmax in float")
+    ctx.decide("qat", "trained weights", "quantized per channel at convert (dynamic PTQ of the trained weights)",
+               "the int8 grid QAT trained against; the ONNX gets them through onnxruntime's dynamic quantizer")
+    record_quantizer_decisions(ctx, "qat", quantizer, [])  # the int8 embedding tables
