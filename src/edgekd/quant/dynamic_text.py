@@ -84,18 +84,18 @@ def annotate_embeddings(model: torch.fx.GraphModule) -> list[str]:
 
 def trained_float_copy(prepared: torch.nn.Module, student: torch.nn.Module) -> torch.nn.Module:
     """A copy of `student` holding the weights trained in the QAT-prepared graph (torch.export keeps the module
-    names, so the state dicts share their keys)."""
+    names, so the state dicts share their keys). Parameters forward never reads (a BERT pooler the classifier does
+    not use) are not in the graph and keep their values."""
     import copy
 
     trained = prepared.state_dict()
     copied = copy.deepcopy(student).eval()
-    wanted = copied.state_dict()
-    missing = [k for k in wanted if k not in trained]
-    if missing:
+    shared = {k: trained[k].detach().clone() for k in copied.state_dict() if k in trained}
+    if not shared:
         from edgekd.errors import InternalError
 
-        raise InternalError(f"the QAT graph lost parameters {missing[:5]}")
-    copied.load_state_dict({k: trained[k].detach().clone() for k in wanted})
+        raise InternalError("the QAT graph shares no parameter name with the student")
+    copied.load_state_dict(shared, strict=False)
     return copied
 
 
