@@ -62,6 +62,7 @@ def test_dynamic_fake_quant_uses_each_samples_own_range():
     assert (y[0] - x[0]).abs().max() > 0  # it does quantize
 
 
+@pytest.mark.slow  # about 60 s on 2 shared cores: QAT steps, a .pte and an ONNX export
 def test_dynamic_qat_trains_then_runs_in_executorch_and_onnxruntime(tmp_path: Path):
     from edgekd.export.executorch import export_pte
     from edgekd.export.onnx import export_dynamic_int8
@@ -101,6 +102,7 @@ def test_dynamic_qat_trains_then_runs_in_executorch_and_onnxruntime(tmp_path: Pa
             assert np.abs(got - want).max() <= 0.1, (got, want)
 
 
+@pytest.mark.slow  # about 40 s: two .pte exports
 def test_int8_word_embedding_shrinks_the_pte(tmp_path: Path):
     """A vocabulary large enough that the table dominates, as MiniLM's 30522 x 384 does: the int8 table (1 byte per
     value plus a scale and zero point per row) is about a quarter of the fp32 one."""

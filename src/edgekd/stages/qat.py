@@ -245,8 +245,9 @@ def run_pt2e(ctx: Context, cfg) -> Context:
     ctx.decide("qat", "batch norm", "simulated fold during QAT, folded at convert" if bn_in_graph
                else "already folded before QAT (fuse stage)",
                "the weights fake-quantized in training are the ones exported")
-    ctx.decide("qat", "scales", "learned in training, exported as is",
-               f"{len(scales)} activation scales from the fake-quant observers; nothing recalibrated after training")
+    if not dynamic:  # dynamic activations have no scale to learn (convert_dynamic records what it did)
+        ctx.decide("qat", "scales", "learned in training, exported as is",
+                   f"{len(scales)} activation scales from the fake-quant observers; nothing recalibrated after training")
     if obs_at is None:
         ctx.decide("qat", "observers", "never frozen", "one epoch: the scales are learned throughout")
     record(ctx, "qat", result, cfg, {
