@@ -30,6 +30,7 @@ def load_pte(path: Path, method: str = "forward") -> Runner:
     except Exception:  # noqa: BLE001 - optional kernels; a .pte that needs them fails loudly below
         pass
     import executorch.kernels.quantized  # noqa: F401  (embedding_byte: int8 embedding tables, quant/dynamic_text.py)
+
     from edgekd.report.noise import native_stderr_quiet
 
     try:
