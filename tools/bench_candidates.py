@@ -46,12 +46,13 @@ class _Reader:
         return next(self._items, None)
 
 
-def peer_quantize(fp32: Path, folder: Path, bundle, calibration) -> dict[str, tuple[Path | None, str]]:
-    """onnxruntime's quantize_dynamic and quantize_static with their default settings."""
+def peer_quantize(fp32: Path, folder: Path, bundle, calibration,
+                  modes=("dynamic", "static")) -> dict[str, tuple[Path | None, str]]:
+    """onnxruntime's quantize_dynamic and quantize_static (those in `modes`) with their default settings."""
     from onnxruntime.quantization import quantize_dynamic, quantize_static
 
     out = {}
-    for mode in ("dynamic", "static"):
+    for mode in modes:
         path = folder / f"peer_{mode}.onnx"
         try:
             if mode == "dynamic":
