@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=0, help="0: the largest batch of the x86-cpu profile")
     parser.add_argument("--models", default=",".join(s.slug for s in SPECS))
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--tag", default="", help="results file stem <date>-<tag> (a second run of the same day "
+                                                  "then does not overwrite the first)")
     parser.add_argument("--work", default="", help="keep exports and peers here (default: a temporary folder)")
     parser.add_argument("--reuse-exports", action="store_true", help="reuse edgekd exports found in --work")
     args = parser.parse_args(argv)
@@ -308,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         today = dt.date.today().isoformat()
         results_dir = Path(args.results)
         results_dir.mkdir(parents=True, exist_ok=True)
-        suffix = "-quick" if args.quick else ""
+        suffix = (f"-{args.tag}" if args.tag else "") + ("-quick" if args.quick else "")
         png = plot(rows, [1, batch], results_dir / f"{today}{suffix}.png")
         total = time.perf_counter() - started
         text = render(info, threads, batch, args, rows, exports, png, timing_s, total, threads_note)
