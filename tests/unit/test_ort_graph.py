@@ -112,5 +112,5 @@ def test_mask_rewrite_refuses_a_mask_that_is_not_the_padding_mask(exported):
     model.graph.node.insert(list(model.graph.node).index(where),
                             onnx.helper.make_node("Not", [where.input[0]], ["inverted_mask"], name="invert"))
     where.input[0] = "inverted_mask"
-    assert "not the padding mask" in canonical_padding_mask(model, plain)
+    assert "not the padding mask" in canonical_padding_mask(model)
     assert sum(n.op_type == "Where" for n in model.graph.node) == 1  # left as it was

@@ -48,7 +48,7 @@ def keep_layernorm_unfused(model) -> int:
 
 
 def _score_adds(graph) -> list:
-    """The Add nodes right before a Softmax whose other input is a MatMul scaled by a constant (attention scores)."""
+    """The Add nodes right before a Softmax: attention scores plus the additive mask."""
     producers = {o: n for n in graph.node for o in n.output}
     adds = []
     for node in graph.node:
@@ -108,7 +108,7 @@ def _mask_wheres(graph) -> list:
             and all(u.output[0] in adds for u in users[n.output[0]])]
 
 
-def canonical_padding_mask(model, path: Path) -> str:
+def canonical_padding_mask(model) -> str:
     """Rewrite the additive padding mask into the form onnxruntime's attention matcher knows; returns "" when done,
     otherwise why not (nothing is changed then)."""
     import onnx
@@ -224,15 +224,26 @@ def _prune(model) -> None:
             del graph.initializer[index]
 
 
-def fuse_attention(model, path: Path) -> tuple[object, dict]:
-    """onnxruntime's transformer optimizer on the rewritten graph; returns (model, {fused op: count} or why not)."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.onnx_model_bert import BertOnnxModel
+def fuse_attention(model) -> tuple[object, dict]:
+    """onnxruntime's transformer optimizer on the rewritten graph; returns (model, {fused op: count} or why not).
+    An optimizer error leaves the model as it came (the fusion is an optimization, recorded as not done)."""
+    import onnx
 
     shape = attention_shape(model)
     if shape is None:
         return model, {"not_done": "no attention with constant heads found"}
-    why = canonical_padding_mask(model, path)
+    backup = model.SerializeToString()
+    try:
+        return _fuse(model, shape)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's optimizer raises many types on graphs it does not know
+        return onnx.load_from_string(backup), {"not_done": f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+
+def _fuse(model, shape: tuple[int, int]) -> tuple[object, dict]:
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.onnx_model_bert import BertOnnxModel
+
+    why = canonical_padding_mask(model)
     if why:
         return model, {"not_done": why}
     scale_by_division(model)
@@ -251,7 +262,8 @@ def fuse_attention(model, path: Path) -> tuple[object, dict]:
 
 
 def apply_graph_passes(path: Path, passes: tuple[str, ...]) -> dict:
-    """Run `passes` (backends/record.py ONNX_GRAPH_PASSES) on the ONNX file at `path` in place; returns what each did, for the manifest."""
+    """Run `passes` (backends/record.py ONNX_GRAPH_PASSES) on the ONNX file at `path` in place; returns what each
+    did, for the manifest."""
     import onnx
 
     if not passes:
@@ -259,7 +271,7 @@ def apply_graph_passes(path: Path, passes: tuple[str, ...]) -> dict:
     model = onnx.load(str(path))
     done: dict[str, dict] = {}
     if "ort-attention-fusion" in passes:
-        model, done["ort-attention-fusion"] = fuse_attention(model, path)
+        model, done["ort-attention-fusion"] = fuse_attention(model)
     if "ort-unfused-layernorm" in passes:
         done["ort-unfused-layernorm"] = {"residual_adds_as_sum": keep_layernorm_unfused(model)}
     onnx.save(model, str(path))
