@@ -20,6 +20,8 @@ from edgekd.models.builtin import text_bundle
 from edgekd.quant.ort import ort_quantize
 
 PASSES = ("ort-attention-fusion", "ort-unfused-layernorm")
+# the shared fixture exports a tiny BERT twice and quantizes it: about 30 s on 2 cores
+SLOW = pytest.mark.slow
 
 
 def _tiny_text_bundle(heads: int = 4):
@@ -77,6 +79,7 @@ def test_onnxruntime_backend_declares_the_passes():
     assert get_backend("tensorrt").onnx_graph_passes == ()
 
 
+@SLOW
 def test_fused_graph_holds_the_fused_ops_and_computes_the_same(exported, tmp_path):
     bundle, plain, fused, int8, details = exported
     done = details["graph_passes"]
@@ -96,12 +99,14 @@ def test_fused_graph_holds_the_fused_ops_and_computes_the_same(exported, tmp_pat
     assert _cosines(int8, bundle, rng).min() > 0.95
 
 
+@SLOW
 def test_session_fuses_skip_layernorm_without_the_pass(exported, tmp_path):
     """The pass is what keeps it out: the plain export gets onnxruntime's SkipLayerNormalization at session time."""
     _bundle, plain, *_ = exported
     assert _session_ops(plain, tmp_path)["SkipLayerNormalization"] >= 4
 
 
+@SLOW
 def test_mask_rewrite_refuses_a_mask_that_is_not_the_padding_mask(exported):
     """A causal (or otherwise non-padding) mask is not rewritten: the check runs both masks in onnxruntime."""
     _bundle, plain, *_ = exported
