@@ -15,7 +15,7 @@ import torch
 from edgekd.backends import get as get_backend
 from edgekd.config.schema import DataConfig
 from edgekd.export.onnx import export_onnx
-from edgekd.export.ort_graph import attention_shape, canonical_padding_mask
+from edgekd.export.ort_graph import attention_shape, canonical_padding_mask, fuse_attention
 from edgekd.models.builtin import text_bundle
 from edgekd.quant.ort import ort_quantize
 
@@ -112,6 +112,9 @@ def test_mask_rewrite_refuses_a_mask_that_is_not_the_padding_mask(exported):
     _bundle, plain, *_ = exported
     model = onnx.load(str(plain))
     assert attention_shape(model) == (4, 32)
+    # a precision plan needs each Linear's own node: no fusion, and it says why
+    _same, done = fuse_attention(model, keep_layer_nodes=True)
+    assert "precision plan" in done["not_done"] and sum(n.op_type == "Softmax" for n in model.graph.node) == 2
     where = next(n for n in model.graph.node if n.op_type == "Where")
     # invert the condition: real tokens masked, padding attended; the constants still look like a padding mask
     model.graph.node.insert(list(model.graph.node).index(where),

@@ -224,14 +224,18 @@ def _prune(model) -> None:
             del graph.initializer[index]
 
 
-def fuse_attention(model) -> tuple[object, dict]:
+def fuse_attention(model, keep_layer_nodes: bool = False) -> tuple[object, dict]:
     """onnxruntime's transformer optimizer on the rewritten graph; returns (model, {fused op: count} or why not).
-    An optimizer error leaves the model as it came (the fusion is an optimization, recorded as not done)."""
+    An optimizer error leaves the model as it came (the fusion is an optimization, recorded as not done).
+    `keep_layer_nodes`: a precision plan maps each Linear to its own ONNX node; a fused Attention holds three."""
     import onnx
 
     shape = attention_shape(model)
     if shape is None:
-        return model, {"not_done": "no attention with constant heads found"}
+        return model, {"not_done": "no attention with constant heads found", "found": False}
+    if keep_layer_nodes:
+        return model, {"not_done": "a precision plan maps each Linear to its own ONNX node; a fused Attention holds "
+                                   "the query, key and value projections in one"}
     backup = model.SerializeToString()
     try:
         return _fuse(model, shape)
@@ -261,9 +265,9 @@ def _fuse(model, shape: tuple[int, int]) -> tuple[object, dict]:
     return optimizer.model, {"fused": stats, "num_heads": shape[0], "hidden_size": shape[1]}
 
 
-def apply_graph_passes(path: Path, passes: tuple[str, ...]) -> dict:
+def apply_graph_passes(path: Path, passes: tuple[str, ...], keep_layer_nodes: bool = False) -> dict:
     """Run `passes` (backends/record.py ONNX_GRAPH_PASSES) on the ONNX file at `path` in place; returns what each
-    did, for the manifest."""
+    did, for the manifest ("found": False where the graph has nothing the pass applies to, e.g. a CNN)."""
     import onnx
 
     if not passes:
@@ -271,8 +275,9 @@ def apply_graph_passes(path: Path, passes: tuple[str, ...]) -> dict:
     model = onnx.load(str(path))
     done: dict[str, dict] = {}
     if "ort-attention-fusion" in passes:
-        model, done["ort-attention-fusion"] = fuse_attention(model)
+        model, done["ort-attention-fusion"] = fuse_attention(model, keep_layer_nodes)
     if "ort-unfused-layernorm" in passes:
-        done["ort-unfused-layernorm"] = {"residual_adds_as_sum": keep_layernorm_unfused(model)}
+        count = keep_layernorm_unfused(model)
+        done["ort-unfused-layernorm"] = {"residual_adds_as_sum": count, **({} if count else {"found": False})}
     onnx.save(model, str(path))
     return done

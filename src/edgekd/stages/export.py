@@ -77,9 +77,11 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
 
     name, out = ctx.model.name, ctx.out_dir
     fp32_path = out / f"{name}.fp32.onnx"
-    passes = _graph_passes(ctx)
-    details = onnx_export.export_onnx(fp32, ctx.model, fp32_path, opset=cfg.opset, passes=passes)
+    details = onnx_export.export_onnx(fp32, ctx.model, fp32_path, opset=cfg.opset,
+                                      passes=ctx.backend.onnx_graph_passes, keep_layer_nodes=ctx.plan is not None)
     for pass_name, done in details.get("graph_passes", {}).items():
+        if done.get("found") is False:  # nothing in this graph for the pass (attention in a CNN)
+            continue
         ctx.decide("export", f"{fp32_path.name}: {pass_name}", "not done" if "not_done" in done else
                    ", ".join(f"{k} {v}" for k, v in (done.get("fused") or done).items() if k != "not_done"),
                    done.get("not_done", "onnxruntime graph pass (edgekd/export/ort_graph.py); the int8 ONNX is "
@@ -125,17 +127,6 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
                    "onnx_mode selects onnxruntime's quantizer; its scales are calibrated on the same real samples "
                    "but are not the PT2E scales of the .pte")
     check_plan(ctx, _add(ctx, int8_path, "onnx", precision, details))
-
-
-def _graph_passes(ctx: Context) -> tuple[str, ...]:
-    """The backend's ONNX graph passes; attention fusion is left out when a precision plan must find each Linear's
-    node in the file (a fused Attention holds the query, key and value projections in one node)."""
-    passes = tuple(ctx.backend.onnx_graph_passes)
-    if "ort-attention-fusion" in passes and ctx.plan is not None:
-        passes = tuple(p for p in passes if p != "ort-attention-fusion")
-        ctx.decide("export", "ort-attention-fusion", "not done", "a precision plan maps each Linear to its own ONNX "
-                                                                 "node; a fused Attention holds three")
-    return passes
 
 
 def _plan_layers(ctx: Context) -> list[str] | None:
