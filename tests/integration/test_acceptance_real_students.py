@@ -76,6 +76,7 @@ def test_minilm_int8_onnx_embeddings_match_fp32(tmp_path):
     assert int8["details"]["ops"]["QAttention"] == 6 and "Softmax" not in int8["details"]["ops"], int8["details"]["ops"]
 
 
+@pytest.mark.heavy  # ~3.5 min; the ISA -> format rule is in `make test` via tests/unit/test_onnx_isa_formats.py
 def test_efficientnet_lite0_x86_int8_onnx_is_u8s8_qdq_with_both_parities(tmp_path):
     proc, manifest, _ = export(tmp_path, "x86-cpu", "recipes/efficientnet_lite0/ptq_int8.yaml", "--skip", "bench")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
