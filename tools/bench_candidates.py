@@ -46,12 +46,13 @@ class _Reader:
         return next(self._items, None)
 
 
-def peer_quantize(fp32: Path, folder: Path, bundle, calibration) -> dict[str, tuple[Path | None, str]]:
-    """onnxruntime's quantize_dynamic and quantize_static with their default settings."""
+def peer_quantize(fp32: Path, folder: Path, bundle, calibration,
+                  modes=("dynamic", "static")) -> dict[str, tuple[Path | None, str]]:
+    """onnxruntime's quantize_dynamic and quantize_static (those in `modes`) with their default settings."""
     from onnxruntime.quantization import quantize_dynamic, quantize_static
 
     out = {}
-    for mode in ("dynamic", "static"):
+    for mode in modes:
         path = folder / f"peer_{mode}.onnx"
         try:
             if mode == "dynamic":
@@ -148,3 +149,48 @@ def optimum_candidates(mwork: Path, cand, tin: dict, batch: int, slug: str) -> l
     log(f"Optimum peer: {why}")
     return [cand("optimum-int8", "Optimum int8 ONNX", "onnxruntime", inputs={}, unsupported={1: why, batch: why},
                  parity={"error": why})]
+
+
+def verdict_lines(rows: list[dict], batch: int) -> list[str]:
+    """Acceptance at batch 1 and at `batch`: each edgekd quantized artifact against the fp32 artifact of its runtime,
+    and edgekd's fastest artifact per model against the fastest peer int8 (speed, parity)."""
+    out = []
+    fp32_rows = {r["fp32_key"] for r in rows if r.get("fp32_key")} | {r["key"] for r in rows if "fp32" in r["label"]}
+    for b in (1, batch):
+        for r in rows:  # quantized no slower than fp32 in the same runtime
+            stats = r["batches"].get(b, {})
+            if r["edgekd"] and stats.get("speedup_vs_fp32") is not None:
+                out.append(f"- {r['model']}: `{r['label']}` p50 / fp32 p50 of the same runtime = "
+                           f"{1 / stats['speedup_vs_fp32']:.2f} at batch {b} (speedup {stats['speedup_vs_fp32']:.2f}x)")
+    for b in (1, batch):
+        for model in dict.fromkeys(r["model"] for r in rows):
+            out.append(_against_peer(model, [r for r in rows if r["model"] == model and r["batches"].get(b, {})
+                                             .get("ok")], fp32_rows, b))
+    return out
+
+
+def _against_peer(model: str, mrows: list[dict], fp32_rows: set, b: int) -> str:
+    ours = [r for r in mrows if r["edgekd"] and r["key"] not in fp32_rows]
+    peers = [r for r in mrows if not r["edgekd"] and not r["baseline"] and r["key"] not in fp32_rows]
+    if not ours or not peers:
+        return f"- {model}: not comparable at batch {b} (no edgekd artifact or no peer int8 row measured)"
+
+    def p50(r):
+        return r["batches"][b]["latency_ms"]["p50"]
+
+    def par(r):
+        p = r["parity"] or {}
+        return p.get("top1_agreement", p.get("cosine_mean", float("nan")))
+
+    best, peer = min(ours, key=p50), min(peers, key=p50)
+    ci_b, ci_p = (r["batches"][b]["latency_ms"]["median_ci95"] for r in (best, peer))
+    if p50(best) <= p50(peer):
+        speed = "faster or equal"
+    elif ci_b[0] <= ci_p[1]:  # bootstrap 95% CIs of the medians overlap: a tie within this run's noise
+        speed = "on par: median 95% CIs overlap"
+    else:
+        speed = "SLOWER"
+    par_ok = par(best) >= par(peer) - 1e-3
+    return (f"- {model}: fastest edgekd artifact `{best['label']}` {p50(best):.2f} ms vs fastest peer int8 "
+            f"`{peer['label']}` {p50(peer):.2f} ms at batch {b} ({speed}); "
+            f"parity {par(best):.4f} vs {par(peer):.4f} ({'no worse' if par_ok else 'WORSE'})")

@@ -13,10 +13,31 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 
 from edgekd.config.schema import Budgets, Profile, Recipe
+from edgekd.errors import InternalError
 
 if TYPE_CHECKING:  # annotations only: these modules import the stages' heavy dependencies
     from edgekd.quant.plan import PrecisionPlan
     from edgekd.quant.sensitivity import SensitivityResult
+
+
+@dataclass
+class CausalLM:
+    """What a causal LM's export, QAT-KD and verify need beyond the generic last-position view (edgekd/llm/).
+
+    The KV-cache exports and greedy decoding work on the Hugging Face model itself, not on `ModelBundle.module`;
+    QAT-KD swaps in trained weights and keeps the model as loaded for verify, and the int4 exports keep a quantized
+    source's grid only while the weights still lie on it. Typed fields, so a stage cannot misspell a key.
+    """
+
+    hf_model: torch.nn.Module  # what export quantizes: the loaded model, LoRA merged, QAT-KD-trained if that ran
+    gguf: str | None = None  # the quantized source file whose grid int4 artifacts keep (edgekd/llm/gguf_source.py)
+    lora_adapter: str | None = None  # set once the recipe's adapter is merged into hf_model (at load)
+    reference: torch.nn.Module | None = None  # the model as loaded, kept when QAT-KD replaced hf_model
+
+    @property
+    def weights_changed(self) -> bool:
+        """True once LoRA merging or QAT-KD moved the weights off what was loaded from the source file."""
+        return bool(self.lora_adapter) or self.reference is not None
 
 
 @dataclass
@@ -35,6 +56,13 @@ class ModelBundle:
     output_names: list[str] = field(default_factory=lambda: ["output"])
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # tokenizer, preprocessing, label names, source path
+    causal_lm: CausalLM | None = None  # set for task "causal-lm" (edgekd/llm/models.py make_bundle)
+
+    def lm(self) -> CausalLM:
+        """The causal LM's parts; a non-LM bundle reaching causal-LM code is a bug, not bad input."""
+        if self.causal_lm is None:
+            raise InternalError(f"model {self.name!r} (task {self.task}) has no causal LM parts")
+        return self.causal_lm
 
 
 @dataclass

@@ -69,8 +69,14 @@ def test_minilm_int8_onnx_embeddings_match_fp32(tmp_path):
         assert real["samples"] >= 32 and real["mean_tokens"] < 64 and real["cosine_mean"] >= 0.98, real
     # x86-cpu declares isa avx512-vnni: full-range s8 weights (no reduce_range)
     assert int8["details"]["isa"] == "avx512-vnni" and int8["details"]["format"] == "U8S8", int8["details"]
+    # onnxruntime graph passes (edgekd/export/ort_graph.py): attention fused before quantization, residual adds as Sum
+    passes = fp32["details"]["graph_passes"]
+    assert passes["ort-attention-fusion"]["fused"] == {"Attention": 6, "BiasGelu": 6}, passes
+    assert passes["ort-unfused-layernorm"]["residual_adds_as_sum"] == 13, passes
+    assert int8["details"]["ops"]["QAttention"] == 6 and "Softmax" not in int8["details"]["ops"], int8["details"]["ops"]
 
 
+@pytest.mark.heavy  # ~3.5 min; the ISA -> format rule is in `make test` via tests/unit/test_onnx_isa_formats.py
 def test_efficientnet_lite0_x86_int8_onnx_is_u8s8_qdq_with_both_parities(tmp_path):
     proc, manifest, _ = export(tmp_path, "x86-cpu", "recipes/efficientnet_lite0/ptq_int8.yaml", "--skip", "bench")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

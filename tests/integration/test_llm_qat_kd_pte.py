@@ -30,7 +30,7 @@ def test_qat_kd_weights_survive_the_8da4w_pte_and_verify_compares_with_the_origi
     ctx.recipe.llm.onnx_variants = []
     ctx.recipe.llm.max_new_tokens = 4
     ctx.recipe.llm.prompts = ["It is a truth", "Mr. Bennet"]  # bytes are tokens here: short, inside the 64 cache
-    original = ctx.model.meta["hf_model"]
+    original = ctx.model.lm().hf_model
     qat_stage.run(ctx, ctx.recipe.stages.qat)
     export_stage.run(ctx, ctx.recipe.stages.export)
     verify_stage.run(ctx, ctx.recipe.stages.verify)
@@ -47,7 +47,7 @@ def test_qat_kd_weights_survive_the_8da4w_pte_and_verify_compares_with_the_origi
     # Logit by logit, the .pte is far closer to the trained weights' 8da4w than to the original weights' 8da4w.
     ids = list(range(40, 72))
     pte_logits = pte_session(pte.path, 64).feed(ids)
-    after = quantize_8da4w(ctx.model.meta["hf_model"], 32, "int8")[0]
+    after = quantize_8da4w(ctx.model.lm().hf_model, 32, "int8")[0]
     before = quantize_8da4w(original, 32, "int8")[0]
     to_after = np.abs(pte_logits - torch_session(after, 64).feed(ids)).mean()
     to_before = np.abs(pte_logits - torch_session(before, 64).feed(ids)).mean()

@@ -114,7 +114,7 @@ def test_merged_model_exports_to_pte_with_the_adapter_in_the_weights(lora_case, 
 
 def test_recipe_adapter_is_merged_once_at_load_before_the_reference(lora_case, tmp_path):
     """llm.lora_adapter: the causal-LM task's after_load part merges it into the bundle the stages share (module,
-    meta['hf_model']), once; QAT-KD, export and verify then all see the merged weights."""
+    causal_lm.hf_model), once; QAT-KD, export and verify then all see the merged weights."""
     from edgekd.config.schema import Profile, Recipe
     from edgekd.context import Context
     from edgekd.llm.models import load_causal_lm_bundle
@@ -126,11 +126,11 @@ def test_recipe_adapter_is_merged_once_at_load_before_the_reference(lora_case, t
                   profile_path=tmp_path / "p.yaml", out_dir=tmp_path)
     ctx.model = load_causal_lm_bundle(folder)
     ctx.task_record.part("after_load")(ctx)
-    np.testing.assert_allclose(_logits(ctx.model.meta["hf_model"]), peft_logits, atol=1e-5)
+    np.testing.assert_allclose(_logits(ctx.model.lm().hf_model), peft_logits, atol=1e-5)
     with torch.no_grad():
         last = ctx.model.module(torch.tensor([IDS]))[0].numpy()
     np.testing.assert_allclose(last, peft_logits[-1], atol=1e-5)  # the generic module wraps the merged model
-    merged = ctx.model.meta["hf_model"]
+    merged = ctx.model.lm().hf_model
     ctx.task_record.part("after_load")(ctx)
-    assert ctx.model.meta["hf_model"] is merged  # once
+    assert ctx.model.lm().hf_model is merged  # once
     assert [(d.stage, d.subject, d.action) for d in ctx.decisions] == [("load", "llm.lora_adapter", "merged")]

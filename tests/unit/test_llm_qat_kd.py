@@ -164,7 +164,7 @@ class ByteTokenizer:
 
 def llm_context(tmp_path, train_samples: int = 16):
     from edgekd.config.schema import DataConfig, Profile, Recipe
-    from edgekd.context import Context, ModelBundle
+    from edgekd.context import CausalLM, Context, ModelBundle
     from edgekd.llm.corpus import austen_data
     from edgekd.llm.qat import AllLogits
 
@@ -180,7 +180,7 @@ def llm_context(tmp_path, train_samples: int = 16):
     model = peaky_qwen2(seed=0)
     ctx.model = ModelBundle(name="tiny", task="causal-lm", module=AllLogits(model),
                             example_inputs=(torch.zeros(1, 32, dtype=torch.long),), input_names=["input_ids"],
-                            meta={"hf_model": model, "tokenizer": ByteTokenizer()})
+                            meta={"tokenizer": ByteTokenizer()}, causal_lm=CausalLM(hf_model=model))
     if train_samples:
         ctx.data = austen_data(DataConfig(**data), ctx.model)
     return ctx
@@ -206,13 +206,13 @@ def test_qat_stage_trains_plain_linears_into_hf_model_and_verify_keeps_the_origi
     from edgekd.stages import qat as qat_stage
 
     ctx = llm_context(tmp_path)
-    original = ctx.model.meta["hf_model"]
+    original = ctx.model.lm().hf_model
     snapshot = {k: v.clone() for k, v in original.state_dict().items()}
     cfg = ctx.recipe.stages.qat
     qat_stage.check(ctx, cfg)  # no teacher needed: the fp32 model teaches itself
     qat_stage.run(ctx, cfg)
 
-    trained = ctx.model.meta["hf_model"]
+    trained = ctx.model.lm().hf_model
     assert trained is not original
     linears = [m for m in trained.modules() if isinstance(m, torch.nn.Linear)]
     assert len(linears) == 15 and all(type(m) is torch.nn.Linear for m in linears)  # no fake-quant leftovers

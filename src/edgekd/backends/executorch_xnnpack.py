@@ -23,6 +23,7 @@ BACKEND = Backend(
     onnx_mode_images="pt2e",  # the ONNX carries the .pte's (or the QAT-learned) scales
     onnx_mode_text="ort_dynamic",  # per-token ranges: cosine 0.991 on MiniLM
     onnx_verify="as-written",  # the target is an ARM phone, not this host's x86 int8 kernels
+    onnx_graph_passes=(),  # its ONNX is the portable one: standard ops only
     optimization_profile=False,
     causal_lm_formats=("pte", "onnx"),  # 8da4w .pte; int4/int8 ONNX for portability
 )

@@ -16,6 +16,7 @@ BACKEND = Backend(
     onnx_mode_images="ort_static",  # onnxruntime's static QDQ, the kernels it is tuned for
     onnx_mode_text="ort_dynamic",
     onnx_verify="target-isa",
+    onnx_graph_passes=("ort-attention-fusion", "ort-unfused-layernorm"),  # edgekd/export/ort_graph.py
     optimization_profile=False,
     causal_lm_formats=("onnx",),  # int4 MatMulNBits / int8 dynamic ONNX with past key/values
 )

@@ -21,6 +21,9 @@ ONNX_MODES = ("pt2e", "ort_static", "ort_dynamic")
 # optimizations BASIC) because the target is not this host's x86 int8 kernels; "target-isa" uses the default session
 # where this host has the profile's isa and the exact runner where it does not.
 ONNX_VERIFY = ("as-written", "target-isa")
+# Graph passes on the fp32 ONNX before quantization (edgekd/export/ort_graph.py GRAPH_PASSES): onnxruntime's contrib
+# fused ops, so only for a backend whose device runs onnxruntime; a portable or TensorRT ONNX keeps standard ops.
+ONNX_GRAPH_PASSES = ("ort-attention-fusion", "ort-unfused-layernorm")
 PRECISIONS = ("int8", "int4", "fp16", "fp32")
 ACTIVATION_MODES = ("static", "dynamic")
 
@@ -39,5 +42,6 @@ class Backend:
     onnx_mode_images: str               # quantized ONNX writer for image models under `onnx_mode: auto`
     onnx_mode_text: str                 # ... and for text encoders (input_ids)
     onnx_verify: str                    # one of ONNX_VERIFY
+    onnx_graph_passes: tuple[str, ...]  # ONNX_GRAPH_PASSES run on the fp32 ONNX before quantization; () = none
     optimization_profile: bool          # batch/sequence axes stay dynamic through quantization (TensorRT profiles)
     causal_lm_formats: tuple[str, ...]  # KV-cache exports of a causal LM (edgekd/llm/stages.py); () = not supported

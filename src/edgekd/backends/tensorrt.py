@@ -19,6 +19,7 @@ BACKEND = Backend(
     onnx_mode_images="pt2e",
     onnx_mode_text="pt2e",
     onnx_verify="as-written",  # the target is a Jetson, not this host's x86 int8 kernels
+    onnx_graph_passes=(),  # TensorRT parses standard ONNX ops, not onnxruntime's contrib ops
     optimization_profile=True,
     causal_lm_formats=(),  # a KV-cache TensorRT engine (TensorRT-LLM) is not built by edgekd
 )

@@ -41,7 +41,12 @@ def dynamic_shapes_for(bundle: ModelBundle, example_inputs: tuple) -> tuple | No
 
 
 def export_onnx(module: torch.nn.Module, bundle: ModelBundle, path: Path, opset: int = 18,
-                dynamic_batch: bool = True) -> dict:
+                dynamic_batch: bool = True, passes: tuple[str, ...] = (), keep_layer_nodes: bool = False) -> dict:
+    """The fp32 ONNX (dynamo exporter), tidied, with the runtime's graph passes (export/ort_graph.py) applied before
+    it is renamed into place: quantizers then start from the passed graph. `keep_layer_nodes`: a precision plan
+    must find each layer's own node, so no pass merges layers."""
+    from edgekd.export.ort_graph import apply_graph_passes
+
     example = bundle.example_inputs
     with atomic_path(path) as tmp:
         try:
@@ -53,8 +58,9 @@ def export_onnx(module: torch.nn.Module, bundle: ModelBundle, path: Path, opset:
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the file and op
             raise EdgekdError(f"ONNX export failed: {type(exc).__name__}: {str(exc)[:400]}", file=str(path)) from exc
         renamed = _tidy_exported(tmp)
+        done = apply_graph_passes(tmp, passes, keep_layer_nodes)
     return {"opset": opset, "dynamic_batch": dynamic_batch, "dynamic_axes": dynamic_dims(path), **op_summary(path),
-            **({"renamed": renamed} if renamed else {})}
+            **({"renamed": renamed} if renamed else {}), **({"graph_passes": done} if done else {})}
 
 
 def dynamic_dims(path: Path) -> dict[str, dict[int, str]]:

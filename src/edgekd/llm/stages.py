@@ -24,7 +24,7 @@ def llm_config(ctx: Context) -> LlmConfig:
 
 
 def _hf_model(ctx: Context):
-    return ctx.model.meta["hf_model"]
+    return ctx.model.lm().hf_model
 
 
 def _tick(ctx: Context) -> None:
@@ -88,9 +88,9 @@ def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
 
 def _source_gguf(ctx: Context):
     """The GGUF whose grid the weights still lie on: none once LoRA merging or QAT-KD changed them."""
-    gguf = ctx.model.meta.get("gguf")
-    changed = ctx.model.meta.get("lora_merged") or ctx.model.meta.get("reference_hf_model") is not None
-    if gguf and changed:
+    lm = ctx.model.lm()
+    gguf = lm.gguf
+    if gguf and lm.weights_changed:
         ctx.decide("export", "int4 grid", "min/max affine, not the GGUF's", "the weights were changed after loading "
                    "(LoRA merged or QAT-KD), so they no longer lie on the source grid")
         return None
@@ -141,15 +141,15 @@ def prompt_ids(ctx: Context) -> list[list[int]]:
 def reference_model(ctx: Context):
     """The fp32 model artifacts are judged against: the one loaded (LoRA merged), not weights trained since.
 
-    QAT-KD (edgekd.llm.qat) replaces meta['hf_model'] with its trained weights, which export quantizes, and keeps the
-    original in meta['reference_hf_model']; comparing with the trained model would hide what training changed.
+    QAT-KD (edgekd.llm.qat) replaces `causal_lm.hf_model` with its trained weights, which export quantizes, and keeps
+    the original in `causal_lm.reference`; comparing with the trained model would hide what training changed.
     """
-    original = ctx.model.meta.get("reference_hf_model")
-    if original is None:
-        return _hf_model(ctx)
+    lm = ctx.model.lm()
+    if lm.reference is None:
+        return lm.hf_model
     ctx.decide("verify", "reference", "the original fp32 model", "the artifacts hold QAT-KD-trained weights; "
                "perplexity and greedy tokens are compared with the model as loaded, before training")
-    return original
+    return lm.reference
 
 
 def verify_llm(ctx: Context, cfg=None) -> Context:

@@ -17,10 +17,11 @@ from edgekd.errors import EdgekdError
 Runner = Callable[[Sequence], list]
 
 
-def ort_session(path: Path, threads: int = 0, *, exact: bool = False, config: dict[str, str] | None = None,
+def ort_session(path: Path | bytes, threads: int = 0, *, exact: bool = False, config: dict[str, str] | None = None,
                 providers: Sequence[str] = ("CPUExecutionProvider",)):
-    """An onnxruntime InferenceSession; `threads` 0 lets onnxruntime choose; `exact` keeps Q/DQ as written;
-    `config` holds session config entries (e.g. session.x64quantprecision)."""
+    """An onnxruntime InferenceSession of a file (or of a serialized model: the graph checks of export/ort_graph.py);
+    `threads` 0 lets onnxruntime choose; `exact` keeps Q/DQ as written; `config` holds session config entries (e.g.
+    session.x64quantprecision)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -33,9 +34,11 @@ def ort_session(path: Path, threads: int = 0, *, exact: bool = False, config: di
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+        model = path if isinstance(path, bytes) else str(path)
+        return ort.InferenceSession(model, sess_options=options, providers=list(providers))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise EdgekdError(f"onnxruntime cannot load it: {exc}", file=str(path)) from exc
+        where = "<serialized model>" if isinstance(path, bytes) else str(path)
+        raise EdgekdError(f"onnxruntime cannot load it: {exc}", file=where) from exc
 
 
 def session_runner(session) -> Runner:

@@ -77,7 +77,15 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
 
     name, out = ctx.model.name, ctx.out_dir
     fp32_path = out / f"{name}.fp32.onnx"
-    details = onnx_export.export_onnx(fp32, ctx.model, fp32_path, opset=cfg.opset)
+    details = onnx_export.export_onnx(fp32, ctx.model, fp32_path, opset=cfg.opset,
+                                      passes=ctx.backend.onnx_graph_passes, keep_layer_nodes=ctx.plan is not None)
+    for pass_name, done in details.get("graph_passes", {}).items():
+        if done.get("found") is False:  # nothing in this graph for the pass (attention in a CNN)
+            continue
+        ctx.decide("export", f"{fp32_path.name}: {pass_name}", "not done" if "not_done" in done else
+                   ", ".join(f"{k} {v}" for k, v in (done.get("fused") or done).items() if k != "not_done"),
+                   done.get("not_done", "onnxruntime graph pass (edgekd/export/ort_graph.py); the int8 ONNX is "
+                                        "quantized from this graph"))
     _add(ctx, fp32_path, "onnx", "fp32", details, reference=quantized is not None)
     if quantized is None:
         return
