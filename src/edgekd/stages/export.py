@@ -6,11 +6,10 @@ command and, where TensorRT imports, the engine. Causal LMs get their task's exp
 
 from __future__ import annotations
 
+from edgekd.backends import FORMAT_RUNTIME
 from edgekd.context import Artifact, Context
 from edgekd.errors import EdgekdError
 from edgekd.report.atomic import sha256_of
-
-from edgekd.backends import FORMAT_RUNTIME
 
 
 def _add(ctx: Context, path, fmt: str, precision: str, details: dict, reference: bool = False) -> Artifact:

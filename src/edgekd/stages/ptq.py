@@ -6,6 +6,7 @@ carry its scales. Layers the precision plan keeps in floating point are left out
 
 from __future__ import annotations
 
+import copy
 import time
 
 from edgekd.context import Context
@@ -73,26 +74,35 @@ def activation_mode(ctx: Context, cfg) -> str:
     return ctx.backend.text_activations if text else "static"
 
 
-def run(ctx: Context, cfg) -> Context:
-    started = time.perf_counter()
-    merge_keep_float(ctx, cfg)
-    skip = ctx.float_layers = float_layers(ctx)
-    dynamic = activation_mode(ctx, cfg) == "dynamic"
+def quantize(ctx: Context, module, cfg, skip: list[str], dynamic: bool, progress=None):
+    """The one PTQ sequence: the profile backend's quantizer -> prepare -> calibrate on the calibration split -> drop
+    what no int8 grid holds -> convert. Used by this stage, by the qat stage's PTQ baseline (so the baseline is exactly
+    what `stages.ptq` would give) and by dynamic QAT's convert of the trained weights (edgekd/stages/qat.py).
+    `module` is not modified. Returns (converted, quantizer, calibration count, dropped observer names)."""
     quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip,
                                     dynamic=dynamic, embeddings=dynamic)
-    if dynamic:
-        ctx.decide("ptq", "activations", "quantized dynamically (per call)",
-                   "text encoder on ExecuTorch: static per-tensor ranges lose the residual stream's outlier channels")
     examples, shapes = ctx.model.example_inputs, None
     if ctx.backend.optimization_profile:  # keep batch/sequence axes dynamic through to the Q/DQ ONNX
         from edgekd.export.tensorrt import quantization_export_shapes
 
         shapes, examples = quantization_export_shapes(ctx.model, ctx.profile)
-    prepared = pt2e.prepare(ctx.model.module, examples, quantizer, dynamic_shapes=shapes)
-    samples = ctx.data.calibration.inputs
-    count = pt2e.calibrate(prepared, samples, progress=ctx.progress)
-    record_unrepresentable(ctx, "ptq", pt2e.drop_unrepresentable_observers(prepared))
-    ctx.quantized = pt2e.convert(prepared)
+    prepared = pt2e.prepare(copy.deepcopy(module), examples, quantizer, dynamic_shapes=shapes)
+    count = pt2e.calibrate(prepared, ctx.data.calibration.inputs, progress=progress)
+    dropped = pt2e.drop_unrepresentable_observers(prepared)
+    return pt2e.convert(prepared), quantizer, count, dropped
+
+
+def run(ctx: Context, cfg) -> Context:
+    started = time.perf_counter()
+    merge_keep_float(ctx, cfg)
+    skip = ctx.float_layers = float_layers(ctx)
+    dynamic = activation_mode(ctx, cfg) == "dynamic"
+    if dynamic:
+        ctx.decide("ptq", "activations", "quantized dynamically (per call)",
+                   "text encoder on ExecuTorch: static per-tensor ranges lose the residual stream's outlier channels")
+    ctx.quantized, quantizer, count, dropped = quantize(ctx, ctx.model.module, cfg, skip, dynamic,
+                                                        progress=ctx.progress)
+    record_unrepresentable(ctx, "ptq", dropped)
     record_quantizer_decisions(ctx, "ptq", quantizer, skip)
     ctx.metrics["ptq"] = {"scheme": cfg.scheme, "per_channel": cfg.per_channel, "calibration_samples": count,
                           "quantizer": ctx.backend.quantizer, "float_layers": skip,

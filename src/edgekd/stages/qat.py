@@ -36,7 +36,13 @@ import torch
 
 from edgekd.context import Context
 from edgekd.quant import pt2e
-from edgekd.stages.ptq import activation_mode, float_layers, record_quantizer_decisions, record_unrepresentable
+from edgekd.stages.ptq import (
+    activation_mode,
+    float_layers,
+    quantize,
+    record_quantizer_decisions,
+    record_unrepresentable,
+)
 from edgekd.train.loop import resolve_device, train_kd
 from edgekd.train.support import check_teacher_config, check_teacher_matches, checkpoint_dir, record
 
@@ -157,35 +163,18 @@ def learned_activation_scales(prepared: torch.fx.GraphModule) -> dict[str, list[
     return found
 
 
-def dynamic_ptq(ctx: Context, module: torch.nn.Module, cfg, skip: list[str]):
-    """Dynamic int8 PTQ of `module` as the ptq stage does it for text (int8 Linear weights per channel, activations
-    per call, int8 embedding tables): the PTQ baseline of the fp32 student and the convert of dynamic QAT's trained
-    weights. Returns (converted, quantizer, calibration count)."""
-    quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip,
-                                    dynamic=True, embeddings=True)
-    prepared = pt2e.prepare(copy.deepcopy(module), ctx.model.example_inputs, quantizer)
-    count = pt2e.calibrate(prepared, ctx.data.calibration.inputs)  # only weight observers: activations are per call
-    return pt2e.convert(prepared), quantizer, count
-
-
 def ptq_baseline(ctx: Context, cfg, skip: list[str], dynamic: bool = False) -> list[str]:
     """The same fp32 student quantized by plain PTQ (calibration split), exported in the same formats as reference
     artifacts, so verify measures fp32, PTQ and QAT+KD side by side in each runtime. Never gated: only a baseline.
     `dynamic`: the same dynamic scheme as the QAT artifacts (the ONNX by onnxruntime's dynamic quantizer)."""
+    from edgekd.backends import FORMAT_RUNTIME
     from edgekd.context import Artifact
     from edgekd.report.atomic import sha256_of
-    from edgekd.backends import FORMAT_RUNTIME
 
     export_cfg = ctx.recipe.stages.export
     formats = [f for f in (export_cfg.formats or ctx.backend.formats) if f in ("pte", "onnx")]
-    if dynamic:
-        converted, _, count = dynamic_ptq(ctx, ctx.model.module, cfg, skip)
-    else:
-        quantizer = pt2e.make_quantizer(ctx.profile.backend, per_channel=cfg.per_channel, skip_modules=skip)
-        prepared = pt2e.prepare(copy.deepcopy(ctx.model.module), ctx.model.example_inputs, quantizer)
-        count = pt2e.calibrate(prepared, ctx.data.calibration.inputs)
-        pt2e.drop_unrepresentable_observers(prepared)  # the same tensors the QAT graph keeps float (recorded there)
-        converted = pt2e.convert(prepared)
+    # dropped observers: the same tensors the QAT graph keeps float (recorded by prepare_qat)
+    converted, _, count, _ = quantize(ctx, ctx.model.module, cfg, skip, dynamic)
     written = []
     for fmt in formats:
         path = ctx.out_dir / f"{ctx.model.name}.int8-ptq-baseline.{fmt}"
@@ -265,7 +254,7 @@ def convert_dynamic(ctx: Context, cfg, prepared: torch.fx.GraphModule, skip: lis
     from edgekd.quant.dynamic_text import trained_float_copy
 
     trained = trained_float_copy(prepared, ctx.model.module)
-    ctx.quantized, quantizer, _ = dynamic_ptq(ctx, trained, cfg, skip)
+    ctx.quantized, quantizer, _, _ = quantize(ctx, trained, cfg, skip, dynamic=True)
     ctx.quantized_float = trained
     ctx.decide("qat", "activations", "fake-quantized per sample in training, quantized per call in the artifacts",
                "text encoder on ExecuTorch: a static per-tensor range over the residual stream costs accuracy that "
