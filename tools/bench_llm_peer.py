@@ -11,7 +11,7 @@ Measured the same way for both, by the code edgekd's verify and bench stages use
   (edgekd.llm.benchproc), rounds interleaved with alternating order.
 Writes bench/results/<date>-llm-peer.md and .json.
 
-    .venv/bin/python tools/bench_llm_peer.py WORK [--edgekd-pte P] [--peer-pte P] [--rounds 3] [--threads 2]
+    .venv/bin/python tools/bench_llm_peer.py WORK [--edgekd-pte P] [--peer-pte P] [--last-logits] [--rounds 3]
 Each export takes from minutes (export_llm) to about 40 minutes (edgekd's source-grid .pte on 2 busy cores); an
 existing file is reused when given or found in WORK.
 """
@@ -42,9 +42,10 @@ def _child(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True, env=env, cwd=str(ROOT))
 
 
-def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None) -> dict[str, dict]:
-    """name -> {path, how}: the given files, else those in WORK, else exported now."""
-    from peer_export_llm import PTE_NAME
+def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None, last_logits: bool) -> dict[str, dict]:
+    """name -> {path, label, how, scored}: the given files, else those in WORK, else exported now. `last_logits`:
+    also export_llm's default program (logits of the last position only: timed, not scorable), exported if absent."""
+    from peer_export_llm import PTE_LAST_NAME, PTE_NAME
 
     edgekd_pte = edgekd_pte or work / EDGEKD_PTE
     if not edgekd_pte.is_file():
@@ -52,13 +53,24 @@ def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None) -> dic
     peer_pte = peer_pte or work / PTE_NAME
     if not peer_pte.is_file():
         _child([str(ROOT / "tools" / "peer_export_llm.py"), str(work)])
-    record = peer_pte.with_suffix(".json")
-    return {
+    arts = {
         "edgekd": {"path": edgekd_pte, "label": "edgekd 8da4w .pte (recipe: Q4_1 source grid, int8 lm_head)",
                    "how": "tools/llm_pte_measure.py OUT source-head8 (export_pte, recipes/smollm2/8da4w.yaml)"},
-        "export_llm": {"path": peer_pte, "label": "ExecuTorch export_llm 8da4w .pte (smollm2, group 32)",
-                       "how": json.loads(record.read_text()) if record.is_file() else "given file"},
+        "export_llm": {"path": peer_pte, "label": "ExecuTorch export_llm 8da4w .pte (smollm2, group 32, full logits)",
+                       "how": _record(peer_pte)},
     }
+    last = work / PTE_LAST_NAME
+    if last_logits and not last.is_file():
+        _child([str(ROOT / "tools" / "peer_export_llm.py"), str(work), "--last-logits"])
+    if last.is_file():
+        arts["export_llm_last"] = {"path": last, "how": _record(last), "scored": False,
+                                   "label": "ExecuTorch export_llm 8da4w .pte, last-position logits (its default)"}
+    return arts
+
+
+def _record(pte: Path):
+    record = pte.with_suffix(".json")
+    return json.loads(record.read_text()) if record.is_file() else "given file"
 
 
 def sha256(path: Path) -> str:
@@ -92,7 +104,10 @@ def measure(arts: dict, rounds: int, threads: int) -> dict:
     from edgekd.llm.stages import bench_one
     from edgekd.stats import compare_paired
 
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
     torch.set_num_threads(1)
+    _unsafe_reset_threadpool(1)  # perplexity at 1 thread (the timed children set their own pool)
     tok = AutoTokenizer.from_pretrained(smollm2_folder())
     tokens = corpus_tokens(tok, "austen:prideprejudice", 512)
     prompt = corpus_tokens(tok, "austen:prideprejudice", 64)
@@ -102,13 +117,16 @@ def measure(arts: dict, rounds: int, threads: int) -> dict:
     results: dict = {"fp32_pytorch": {"perplexity": fp32["perplexity"]}}
     per_token = {}
     for name, art in arts.items():
+        results[name] = {"label": art["label"], "path": str(art["path"]), "bytes": art["path"].stat().st_size,
+                         "sha256": sha256(art["path"]), "how": art["how"], "perplexity": None, "bench": []}
+        if not art.get("scored", True):
+            continue
         t0 = time.perf_counter()
         ppl = perplexity(pte_session(art["path"], 256), tokens, 255, per_token=True)
         per_token[name] = ppl
-        results[name] = {"label": art["label"], "path": str(art["path"]), "bytes": art["path"].stat().st_size,
-                         "sha256": sha256(art["path"]), "how": art["how"], "perplexity": ppl["perplexity"],
-                         "tokens_scored": ppl["tokens_scored"], "perplexity_s": time.perf_counter() - t0,
-                         "top1_next_token": sum(ppl["token_top1"]) / len(ppl["token_top1"]), "bench": []}
+        results[name].update(perplexity=ppl["perplexity"], tokens_scored=ppl["tokens_scored"],
+                             perplexity_s=time.perf_counter() - t0,
+                             top1_next_token=sum(ppl["token_top1"]) / len(ppl["token_top1"]))
         print(name, results[name]["bytes"], f"ppl {ppl['perplexity']:.3f}", flush=True)
     a, b = per_token["edgekd"], per_token["export_llm"]
     results["paired_edgekd_vs_export_llm"] = {
@@ -127,21 +145,47 @@ def measure(arts: dict, rounds: int, threads: int) -> dict:
     return results
 
 
+def decode_profile(arts: dict, threads: int, runs: int = 10, top: int = 10) -> dict:
+    """ETDump of one decode step (token 1000 at position 5; the same two tensors fit both programs' inputs) per
+    artifact, in this process after the timing: where each spends a token (edgekd/runtime/etdump.py)."""
+    import torch
+
+    from edgekd.runtime.etdump import partitions, profile_pte, summarize
+
+    out = {}
+    for name, art in arts.items():
+        events = profile_pte(art["path"], [torch.tensor([[1000]]), torch.tensor([5])], runs=runs, threads=threads)
+        out[name] = {"partitions": partitions(events), "runs": runs, "threads": threads,
+                     "ops": [{k: row[k] for k in ("op", "count", "ms", "delegated")} for row in summarize(events)[:top]]}
+    return out
+
+
+def profile_lines(profile: dict) -> list[str]:
+    lines = ["", "One decode step, ETDump (sum of per-op p50 ms over the step's instances; `Method::execute` is the "
+             "whole step):", ""]
+    for name, prof in profile.items():
+        ops = ", ".join(f"{r['op']} x{r['count']} {r['ms']:.2f}" for r in prof["ops"])
+        lines.append(f"- {name}: {prof['partitions']} XNNPACK partitions; {ops}")
+    return lines
+
+
 def render(results: dict, machine: str, threads: int, rounds: int, total_s: float) -> str:
     fp32 = results["fp32_pytorch"]["perplexity"]
     lines = [f"# SmolLM2-135M: edgekd's 8da4w .pte vs ExecuTorch's export_llm, {dt.date.today().isoformat()}", "",
-             f"Machine: {machine}; tokens/s at {threads} threads, perplexity at 1 thread.",
+             f"Machine: {machine}; tokens/s at {threads} threads (torch and XNNPACK's pool), perplexity at 1 thread.",
              "Perplexity: first 512 tokens of Pride and Prejudice, windows of 255, each from an empty cache, in the "
              f"ExecuTorch runtime (edgekd/llm/decode.py); PyTorch fp32 {fp32:.3f}. Tokens/s: 64-token prompt then 32 "
              f"decode steps, best of 3 per fresh process (edgekd.llm.benchproc), {rounds} interleaved rounds "
              "(one value per round). Other jobs share these 2 cores: compare values of the same round.", "",
              "| artifact | MB | perplexity | +% over fp32 | next-token top-1 | prefill tok/s | decode tok/s | "
              "peak MB |", "|---|---|---|---|---|---|---|---|"]
-    for name in ("edgekd", "export_llm"):
+    names = [n for n in ("edgekd", "export_llm", "export_llm_last") if n in results]
+    for name in names:
         r = results[name]
         bench = r["bench"]
-        lines.append(f"| {r['label']} | {r['bytes'] / 1e6:.1f} | {r['perplexity']:.3f} | "
-                     f"{100 * (r['perplexity'] / fp32 - 1):+.1f}% | {r['top1_next_token']:.3f} | "
+        scored = (f"{r['perplexity']:.3f} | {100 * (r['perplexity'] / fp32 - 1):+.1f}% | {r['top1_next_token']:.3f}"
+                  if r["perplexity"] is not None else "n/a (last logits only) | - | -")
+        lines.append(f"| {r['label']} | {r['bytes'] / 1e6:.1f} | {scored} | "
                      + "/".join(f"{b['prefill_tokens_per_s']:.0f}" for b in bench) + " | "
                      + "/".join(f"{b['decode_tokens_per_s']:.1f}" for b in bench) + " | "
                      + "/".join(f"{b['peak_memory_mb']:.0f}" for b in bench) + " |")
@@ -155,12 +199,14 @@ def render(results: dict, machine: str, threads: int, rounds: int, total_s: floa
               f"({p['edgekd_vs_fp32_nll']['ci_low']:+.4f} .. {p['edgekd_vs_fp32_nll']['ci_high']:+.4f}), export_llm "
               f"{p['export_llm_vs_fp32_nll']['nll_difference']:+.4f} ({p['export_llm_vs_fp32_nll']['ci_low']:+.4f} .. "
               f"{p['export_llm_vs_fp32_nll']['ci_high']:+.4f}).", "", "How each was made:", ""]
-    for name in ("edgekd", "export_llm"):
+    for name in names:
         how = results[name]["how"]
         if isinstance(how, dict):
             how = (f"`{how['command']}` ({how['export_s']:.0f} s), config: `{json.dumps(how['config'])}`; params "
                    f"`{json.dumps(how['params'])}`")
         lines.append(f"- {name}: {how}; sha256 {results[name]['sha256'][:16]}")
+    if "decode_profile" in results:
+        lines += profile_lines(results["decode_profile"])
     lines += ["", f"Whole run {total_s:.0f} s.", ""]
     return "\n".join(lines)
 
@@ -172,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-pte", type=Path, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--last-logits", action="store_true",
+                        help="also time export_llm's default program (last-position logits), exporting it if absent")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tools"))
@@ -179,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    arts = artifacts(args.work, args.edgekd_pte, args.peer_pte)
+    arts = artifacts(args.work, args.edgekd_pte, args.peer_pte, args.last_logits)
     info = machine_info()
     results = measure(arts, args.rounds, args.threads)
+    results["decode_profile"] = decode_profile(arts, args.threads)
     total = time.perf_counter() - started
     stem = args.results / f"{dt.date.today().isoformat()}-llm-peer"
     args.results.mkdir(parents=True, exist_ok=True)
