@@ -107,9 +107,9 @@ test-heavy: install system-deps
 bench: install peers
 	$(BIN)/python tools/bench.py
 
-# edgekd's SmolLM2-135M 8da4w .pte against ExecuTorch's export_llm .pte (bytes, perplexity, tokens/s): about 45 min
-# on 2 shared cores when both are exported (edgekd's source-grid .pte ~40 min, export_llm ~?? min), so not in
-# `make bench`; exports found in out/bench-llm are reused.
+# edgekd's SmolLM2-135M 8da4w .pte against ExecuTorch's export_llm .pte (bytes, perplexity, tokens/s, decode ETDump):
+# about an hour on 2 shared cores when both are exported (edgekd's source-grid .pte ~40 min, export_llm ~22 min; the
+# measurements ~2 min), so not in `make bench`; the exports in out/bench-llm are reused by the next run.
 bench-llm: install peers-llm system-deps
 	$(BIN)/python tools/bench_llm_peer.py out/bench-llm
 
