@@ -11,7 +11,7 @@ Measured the same way for both, by the code edgekd's verify and bench stages use
   (edgekd.llm.benchproc), rounds interleaved with alternating order.
 Writes bench/results/<date>-llm-peer.md and .json.
 
-    .venv/bin/python tools/bench_llm_peer.py WORK [--edgekd-pte P] [--peer-pte P] [--last-logits] [--rounds 3]
+    .venv/bin/python tools/bench_llm_peer.py WORK [--edgekd-pte P] [--peer-pte P] [--last-logits] [--rounds 3] [--threads 2,1]
 Each export takes from minutes (export_llm) to about 40 minutes (edgekd's source-grid .pte on 2 busy cores); an
 existing file is reused when given or found in WORK.
 """
@@ -94,7 +94,7 @@ def paired_nll(candidate: list[float], baseline: list[float], alpha: float = 0.0
             "tokens": len(diff)}
 
 
-def measure(arts: dict, rounds: int, threads: int) -> dict:
+def measure(arts: dict, rounds: int, threads: list[int]) -> dict:
     import torch
     from transformers import AutoTokenizer
 
@@ -136,12 +136,13 @@ def measure(arts: dict, rounds: int, threads: int) -> dict:
         "export_llm_vs_fp32_nll": paired_nll(b["token_nll"], fp32["token_nll"])}
     names = list(arts)
     for r in range(rounds):  # interleaved, alternating which goes first
-        for name in (names if r % 2 == 0 else names[::-1]):
-            bench = bench_one(arts[name]["path"], "executorch", prompt, 32, 256, threads, repeats=3)
-            results[name]["bench"].append({k: bench[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s",
-                                                                 "peak_memory_mb", "load_s")})
-            print(r, name, f"prefill {bench['prefill_tokens_per_s']:.0f} decode {bench['decode_tokens_per_s']:.1f}",
-                  flush=True)
+        for n in threads:
+            for name in (names if r % 2 == 0 else names[::-1]):
+                bench = bench_one(arts[name]["path"], "executorch", prompt, 32, 256, n, repeats=3)
+                results[name]["bench"].append({"threads": n, **{k: bench[k] for k in (
+                    "prefill_tokens_per_s", "decode_tokens_per_s", "peak_memory_mb", "load_s")}})
+                print(r, n, name, f"prefill {bench['prefill_tokens_per_s']:.0f} "
+                      f"decode {bench['decode_tokens_per_s']:.1f}", flush=True)
     return results
 
 
@@ -161,34 +162,41 @@ def decode_profile(arts: dict, threads: int, runs: int = 10, top: int = 10) -> d
 
 
 def profile_lines(profile: dict) -> list[str]:
-    lines = ["", "One decode step, ETDump (sum of per-op p50 ms over the step's instances; `Method::execute` is the "
-             "whole step):", ""]
+    threads = next(iter(profile.values()))["threads"]
+    lines = ["", f"One decode step, ETDump at {threads} threads (sum of per-op p50 ms over the step's instances; "
+             "`Method::execute` is the whole step):", ""]
     for name, prof in profile.items():
         ops = ", ".join(f"{r['op']} x{r['count']} {r['ms']:.2f}" for r in prof["ops"])
         lines.append(f"- {name}: {prof['partitions']} XNNPACK partitions; {ops}")
     return lines
 
 
-def render(results: dict, machine: str, threads: int, rounds: int, total_s: float) -> str:
+def render(results: dict, machine: str, threads: list[int], rounds: int, total_s: float) -> str:
     fp32 = results["fp32_pytorch"]["perplexity"]
     lines = [f"# SmolLM2-135M: edgekd's 8da4w .pte vs ExecuTorch's export_llm, {dt.date.today().isoformat()}", "",
-             f"Machine: {machine}; tokens/s at {threads} threads (torch and XNNPACK's pool), perplexity at 1 thread.",
+             f"Machine: {machine}; tokens/s at {' and '.join(map(str, threads))} thread(s) (torch and XNNPACK's pool), "
+             "perplexity at 1 thread.",
              "Perplexity: first 512 tokens of Pride and Prejudice, windows of 255, each from an empty cache, in the "
              f"ExecuTorch runtime (edgekd/llm/decode.py); PyTorch fp32 {fp32:.3f}. Tokens/s: 64-token prompt then 32 "
              f"decode steps, best of 3 per fresh process (edgekd.llm.benchproc), {rounds} interleaved rounds "
-             "(one value per round). Other jobs share these 2 cores: compare values of the same round.", "",
-             "| artifact | MB | perplexity | +% over fp32 | next-token top-1 | prefill tok/s | decode tok/s | "
-             "peak MB |", "|---|---|---|---|---|---|---|---|"]
+             "(one value per round and thread count; peak MB: the median). Other jobs share these 2 cores: compare "
+             "values of the same round.", "",
+             "| artifact | MB | perplexity | +% over fp32 | next-token top-1 | "
+             + " | ".join(f"prefill tok/s, {n} thr | decode tok/s, {n} thr" for n in threads) + " | peak MB |",
+             "|---|---|---|---|---|" + "---|---|" * len(threads) + "---|"]
     names = [n for n in ("edgekd", "export_llm", "export_llm_last") if n in results]
     for name in names:
         r = results[name]
         bench = r["bench"]
         scored = (f"{r['perplexity']:.3f} | {100 * (r['perplexity'] / fp32 - 1):+.1f}% | {r['top1_next_token']:.3f}"
                   if r["perplexity"] is not None else "n/a (last logits only) | - | -")
-        lines.append(f"| {r['label']} | {r['bytes'] / 1e6:.1f} | {scored} | "
-                     + "/".join(f"{b['prefill_tokens_per_s']:.0f}" for b in bench) + " | "
-                     + "/".join(f"{b['decode_tokens_per_s']:.1f}" for b in bench) + " | "
-                     + "/".join(f"{b['peak_memory_mb']:.0f}" for b in bench) + " |")
+        cells = []
+        for n in threads:
+            runs = [b for b in bench if b["threads"] == n]
+            cells += ["/".join(f"{b['prefill_tokens_per_s']:.0f}" for b in runs),
+                      "/".join(f"{b['decode_tokens_per_s']:.1f}" for b in runs)]
+        peak = sorted(b["peak_memory_mb"] for b in bench)[len(bench) // 2]
+        lines.append(f"| {r['label']} | {r['bytes'] / 1e6:.1f} | {scored} | " + " | ".join(cells) + f" | {peak:.0f} |")
     p = results["paired_edgekd_vs_export_llm"]
     nll, top1 = p["nll"], p["top1"]
     lines += ["", f"Paired, same {nll['tokens']} tokens: per-token NLL edgekd - export_llm {nll['nll_difference']:+.4f} "
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edgekd-pte", type=Path, default=None)
     parser.add_argument("--peer-pte", type=Path, default=None)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="2,1", help="thread counts timed, each in every round")
     parser.add_argument("--last-logits", action="store_true",
                         help="also time export_llm's default program (last-position logits), exporting it if absent")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -229,14 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     arts = artifacts(args.work, args.edgekd_pte, args.peer_pte, args.last_logits)
     info = machine_info()
-    results = measure(arts, args.rounds, args.threads)
-    results["decode_profile"] = decode_profile(arts, args.threads)
+    threads = [int(n) for n in args.threads.split(",")]
+    results = measure(arts, args.rounds, threads)
+    results["decode_profile"] = decode_profile(arts, threads[0])
     total = time.perf_counter() - started
     stem = args.results / f"{dt.date.today().isoformat()}-llm-peer"
     args.results.mkdir(parents=True, exist_ok=True)
-    text = render(results, machine_line(info), args.threads, args.rounds, total)
+    text = render(results, machine_line(info), threads, args.rounds, total)
     stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "threads": args.threads, "rounds": args.rounds,
+    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "threads": threads, "rounds": args.rounds,
                                                      "results": results}, indent=1, default=str) + "\n")
     print(text)
     return 0
