@@ -11,7 +11,8 @@ Measured the same way for both, by the code edgekd's verify and bench stages use
   (edgekd.llm.benchproc), rounds interleaved with alternating order.
 Writes bench/results/<date>-llm-peer.md and .json.
 
-    .venv/bin/python tools/bench_llm_peer.py WORK [--edgekd-pte P] [--peer-pte P] [--last-logits] [--rounds 3] [--threads 2,1]
+    .venv/bin/python tools/bench_llm_peer.py WORK [--edgekd-pte P] [--peer-pte P] [--last-logits] [--rounds 3]
+                                             [--threads 2,1]
 Each export takes from minutes (export_llm) to about 40 minutes (edgekd's source-grid .pte on 2 busy cores); an
 existing file is reused when given or found in WORK.
 """
@@ -157,7 +158,8 @@ def decode_profile(arts: dict, threads: int, runs: int = 10, top: int = 10) -> d
     for name, art in arts.items():
         events = profile_pte(art["path"], [torch.tensor([[1000]]), torch.tensor([5])], runs=runs, threads=threads)
         out[name] = {"partitions": partitions(events), "runs": runs, "threads": threads,
-                     "ops": [{k: row[k] for k in ("op", "count", "ms", "delegated")} for row in summarize(events)[:top]]}
+                     "ops": [{k: row[k] for k in ("op", "count", "ms", "delegated")}
+                             for row in summarize(events)[:top]]}
     return out
 
 
@@ -199,7 +201,8 @@ def render(results: dict, machine: str, threads: list[int], rounds: int, total_s
         lines.append(f"| {r['label']} | {r['bytes'] / 1e6:.1f} | {scored} | " + " | ".join(cells) + f" | {peak:.0f} |")
     p = results["paired_edgekd_vs_export_llm"]
     nll, top1 = p["nll"], p["top1"]
-    lines += ["", f"Paired, same {nll['tokens']} tokens: per-token NLL edgekd - export_llm {nll['nll_difference']:+.4f} "
+    lines += ["", f"Paired, same {nll['tokens']} tokens: per-token NLL edgekd - export_llm "
+              f"{nll['nll_difference']:+.4f} "
               f"nats (99% interval {nll['ci_low']:+.4f} .. {nll['ci_high']:+.4f}); next-token top-1 McNemar "
               f"{top1['candidate_only']} tokens only edgekd gets right vs {top1['baseline_only']} only export_llm, "
               f"p = {top1['p_value']:.3g} ({top1['verdict']} for edgekd at alpha {top1['alpha']}).",

@@ -96,8 +96,9 @@ def llm_config(checkpoint: Path, params: Path, out: Path, name: str, full_logits
         "base": {"model_class": "smollm2", "checkpoint": str(checkpoint), "params": str(params),
                  "metadata": json.dumps({"get_bos_id": bos, "get_eos_ids": [eos]})},
         "model": {"use_kv_cache": True, "use_sdpa_with_kv_cache": True, "dtype_override": "fp32"},
+        # export_llm takes an output_name ending in .pte as the path verbatim, not under output_dir
         "export": {"max_seq_length": max_seq_len, "max_context_length": max_seq_len, "output_dir": str(out),
-                   "output_name": str(out / name)},  # a name ending in .pte is used as the path verbatim, not under output_dir
+                   "output_name": str(out / name)},
         "quantization": {"qmode": "8da4w", "group_size": 32, "embedding_quantize": "8,0"},
         "backend": {"xnnpack": {"enabled": True, "extended_ops": True}},
         "debug": {"generate_full_logits": full_logits},
