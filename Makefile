@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONWARNINGS := ignore
 
-.PHONY: install demo test test-fast test-slow test-heavy bench clean system-deps peers
+.PHONY: install demo test test-fast test-slow test-heavy bench bench-llm clean system-deps peers peers-llm
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 2; }
@@ -73,6 +73,17 @@ $(PEERS_STAMP): Makefile
 
 peers: $(PEERS_STAMP)
 
+# ExecuTorch's export_llm as the peer of the SmolLM2 .pte (tools/peer_export_llm.py): its smollm2 weight converter
+# imports torchtune, whose package does not import beside torchao 0.18; torchtune's own HF->torchtune conversion file
+# is loaded from this folder (no dependencies installed, nothing added to .venv).
+PEERS_LLM := .venv-peers-llm
+
+$(PEERS_LLM)/.installed: $(STAMP)
+	$(BIN)/pip install -q --no-deps --target $(PEERS_LLM) torchtune==0.6.1
+	touch $@
+
+peers-llm: $(PEERS_LLM)/.installed
+
 demo: install
 	$(BIN)/edgekd export --profile snapdragon865 --recipe recipes/efficientnet_lite0/ptq_int8.yaml --force
 
@@ -96,5 +107,11 @@ test-heavy: install system-deps
 bench: install peers
 	$(BIN)/python tools/bench.py
 
+# edgekd's SmolLM2-135M 8da4w .pte against ExecuTorch's export_llm .pte (bytes, perplexity, tokens/s, decode ETDump):
+# about an hour on 2 shared cores when both are exported (edgekd's source-grid .pte ~40 min, export_llm ~22 min; the
+# measurements ~2 min), so not in `make bench`; the exports in out/bench-llm are reused by the next run.
+bench-llm: install peers-llm system-deps
+	$(BIN)/python tools/bench_llm_peer.py out/bench-llm
+
 clean:
-	rm -rf out .pytest_cache $(PEERS_VENV)
+	rm -rf out .pytest_cache $(PEERS_VENV) $(PEERS_LLM)

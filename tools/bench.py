@@ -13,7 +13,8 @@ For each built-in real student (EfficientNet-Lite0 for the phone and for an x86 
   4. Every candidate is timed in a fresh child process (load, first run, p50/p90, peak RSS), interleaved round by
      round, 2 threads (fewer when the host has fewer usable cores, said in the results). Each quantized row shows
      its speedup over the fp32 artifact of the same runtime.
-Writes bench/results/<date>.md, .json and .png and prints the table.
+Writes bench/results/<date>.md, .json and .png and prints the table. The SmolLM2 8da4w .pte against ExecuTorch's
+export_llm is `make bench-llm` (tools/bench_llm_peer.py): its two exports take 20-40 minutes each on 2 cores.
 
     .venv/bin/python tools/bench.py            # full run (< 30 min on 2 cores)
     .venv/bin/python tools/bench.py --quick    # smoke run (fewer samples, runs and rounds)

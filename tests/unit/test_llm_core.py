@@ -78,6 +78,23 @@ def test_greedy_stops_at_cache_end_and_matched_prefix():
         session.feed(list(range(9)))
 
 
+def test_perplexity_per_token_agrees_with_the_total_and_refuses_last_logits_only():
+    from edgekd.llm.decode import Session, perplexity, torch_session
+
+    session = torch_session(tiny_qwen2(), max_len=32)
+    tokens = [(7 * i) % 251 + 3 for i in range(40)]
+    total = perplexity(session, tokens, 31)
+    detail = perplexity(session, tokens, 31, per_token=True)
+    assert detail["tokens_scored"] == len(detail["token_nll"]) == len(detail["token_top1"]) == 38
+    assert np.exp(np.mean(detail["token_nll"])) == pytest.approx(total["perplexity"], rel=1e-9)
+    session.reset()
+    logits = session.feed(tokens[:31])
+    assert detail["token_top1"][:30] == list(logits[:-1].argmax(-1) == np.array(tokens[1:31]))
+    last_only = Session(lambda ids, pos: session.feed_fn(ids, pos)[-1:], session.reset_fn, 31, name="last-only")
+    with pytest.raises(ValueError, match="last position only"):
+        perplexity(last_only, tokens, 31)
+
+
 def test_llm_config_forbids_unknown_keys_and_bad_values():
     from pydantic import ValidationError
 

@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.runtime == "executorch":
         import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401
         import executorch.kernels.quantized  # noqa: F401
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
         from executorch.runtime import Runtime  # noqa: F401
+
+        _unsafe_reset_threadpool(args.threads)  # XNNPACK's own pool; torch.set_num_threads does not reach it
     else:
         import onnxruntime  # noqa: F401
     from edgekd.llm.decode import open_session, timed_generation

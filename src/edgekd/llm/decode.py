@@ -54,8 +54,18 @@ def torch_session(model, max_len: int) -> Session:
     return Session(feed, reset, max_len, name="pytorch")
 
 
-def pte_session(path: Path, max_len: int) -> Session:
-    """The cache is in the program; cache_position starting at 0 overwrites it (the causal mask hides the rest)."""
+POSITIONS = ("auto", "range", "start")
+
+
+def pte_session(path: Path, max_len: int, positions: str = "auto") -> Session:
+    """The cache is in the program; a position starting at 0 overwrites it (the causal mask hides the rest).
+
+    `positions` is what the program's second input holds: "range" the cache position of every fed token
+    (cache_position[s], edgekd's .pte, edgekd/llm/export.py), "start" the first token's position only (input_pos[1],
+    ExecuTorch's export_llm), "auto" reads it from the program: a one-element input beside a longer token input is
+    a start position. A program that returns the last position's logits only (export_llm without
+    generate_full_logits) gives one row per call: it decodes and times, perplexity refuses it.
+    """
     import torch
     from executorch.runtime import Runtime
 
@@ -64,12 +74,23 @@ def pte_session(path: Path, max_len: int) -> Session:
 
     from edgekd.report.noise import native_stderr_quiet
 
+    if positions not in POSITIONS:
+        from edgekd.errors import EdgekdError
+
+        raise EdgekdError(f"unknown positions {positions!r}", file=str(path), hint=f"allowed: {', '.join(POSITIONS)}")
     with native_stderr_quiet():  # the threadpool's cpuinfo probe prints from C++ on the first load
-        method = Runtime.get().load_program(Path(path)).load_method("forward")
+        program = Runtime.get().load_program(Path(path))
+        method = program.load_method("forward")
+    if positions == "auto":
+        meta = program.metadata("forward")
+        sizes = [tuple(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
+        positions = "start" if len(sizes) == 2 and sizes[1] == (1,) and sizes[0][-1] > 1 else "range"
+    start = positions == "start"
 
     def feed(ids, pos):
-        out = method.execute([torch.tensor([ids], dtype=torch.long), torch.arange(pos, pos + len(ids))])[0]
-        return out[0].float().numpy()
+        where = torch.tensor([pos]) if start else torch.arange(pos, pos + len(ids))
+        out = method.execute([torch.tensor([ids], dtype=torch.long), where])[0]
+        return out.float().reshape(-1, out.shape[-1]).numpy()
 
     return Session(feed, lambda: None, max_len - 1, name=Path(path).name)
 
@@ -129,21 +150,32 @@ def matched_prefix(reference: list[int], candidate: list[int]) -> int:
     return n
 
 
-def perplexity(session: Session, tokens: list[int], window: int) -> dict:
-    """exp(mean NLL) over non-overlapping windows, each from an empty cache (the same windows for every runtime)."""
-    nll, count = 0.0, 0
+def perplexity(session: Session, tokens: list[int], window: int, per_token: bool = False) -> dict:
+    """exp(mean NLL) over non-overlapping windows, each from an empty cache (the same windows for every runtime).
+
+    per_token: also each scored token's NLL and whether its argmax was the target, so two artifacts can be compared
+    token by token with paired statistics (edgekd/stats.py) instead of two bare perplexities.
+    """
+    nlls, top1 = [], []
     for start in range(0, len(tokens) - 1, window):
         chunk = tokens[start:start + window]
         if len(chunk) < 2:
             break
         session.reset()
         logits = session.feed(chunk).astype(np.float64)
+        if len(logits) != len(chunk):
+            raise ValueError(f"{session.name}: {len(logits)} rows of logits for {len(chunk)} tokens (a program that "
+                             "returns the last position only cannot be scored)")
         logits -= logits.max(-1, keepdims=True)
         logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
         targets = np.array(chunk[1:])
-        nll -= float(logp[np.arange(len(targets)), targets].sum())
-        count += len(targets)
-    return {"perplexity": math.exp(nll / count), "tokens_scored": count, "window": window}
+        nlls.append(-logp[np.arange(len(targets)), targets])
+        top1.append(logp[:-1].argmax(-1) == targets)
+    nll = np.concatenate(nlls)
+    result = {"perplexity": math.exp(float(nll.sum()) / len(nll)), "tokens_scored": len(nll), "window": window}
+    if per_token:
+        result.update(token_nll=nll.tolist(), token_top1=np.concatenate(top1).tolist())
+    return result
 
 
 def timed_generation(session: Session, prompt: list[int], new_tokens: int, repeats: int = 3) -> dict:

@@ -44,6 +44,9 @@ def profile_pte(path: Path, inputs: Sequence, runs: int = 10, threads: int = 0) 
     from executorch.devtools import Inspector
     from executorch.runtime import Runtime
 
+    import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401 - an LLM program's SDPA / KV-cache kernels
+    import executorch.kernels.quantized  # noqa: F401 - quantized embedding kernels
+
     if threads:
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
