@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
-import math
 import os
 import subprocess
 import sys
@@ -74,38 +72,17 @@ def _record(pte: Path):
     return json.loads(record.read_text()) if record.is_file() else "given file"
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def paired_nll(candidate: list[float], baseline: list[float], alpha: float = 0.01) -> dict:
-    """Mean per-token NLL difference (candidate - baseline, nats) with its two-sided (1 - alpha) normal interval."""
-    import numpy as np
-
-    from edgekd.stats import _normal_quantile
-
-    diff = np.asarray(candidate) - np.asarray(baseline)
-    mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
-    z = _normal_quantile(1 - alpha / 2)
-    return {"nll_difference": mean, "ci_low": mean - z * se, "ci_high": mean + z * se, "confidence": 1 - alpha,
-            "tokens": len(diff)}
-
-
 def measure(arts: dict, rounds: int, threads: list[int]) -> dict:
     import torch
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     from transformers import AutoTokenizer
 
     from edgekd.llm.corpus import corpus_tokens
     from edgekd.llm.decode import perplexity, pte_session, torch_session
     from edgekd.llm.models import load_causal_lm, smollm2_folder
     from edgekd.llm.stages import bench_one
-    from edgekd.stats import compare_paired
-
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from edgekd.report.atomic import sha256_of
+    from edgekd.stats import compare_paired, paired_mean_difference
 
     torch.set_num_threads(1)
     _unsafe_reset_threadpool(1)  # perplexity at 1 thread (the timed children set their own pool)
@@ -119,7 +96,7 @@ def measure(arts: dict, rounds: int, threads: list[int]) -> dict:
     per_token = {}
     for name, art in arts.items():
         results[name] = {"label": art["label"], "path": str(art["path"]), "bytes": art["path"].stat().st_size,
-                         "sha256": sha256(art["path"]), "how": art["how"], "perplexity": None, "bench": []}
+                         "sha256": sha256_of(art["path"]), "how": art["how"], "perplexity": None, "bench": []}
         if not art.get("scored", True):
             continue
         t0 = time.perf_counter()
@@ -131,10 +108,10 @@ def measure(arts: dict, rounds: int, threads: list[int]) -> dict:
         print(name, results[name]["bytes"], f"ppl {ppl['perplexity']:.3f}", flush=True)
     a, b = per_token["edgekd"], per_token["export_llm"]
     results["paired_edgekd_vs_export_llm"] = {
-        "nll": paired_nll(a["token_nll"], b["token_nll"]),
+        "nll": paired_mean_difference(a["token_nll"], b["token_nll"]),
         "top1": compare_paired(a["token_top1"], b["token_top1"]),
-        "edgekd_vs_fp32_nll": paired_nll(a["token_nll"], fp32["token_nll"]),
-        "export_llm_vs_fp32_nll": paired_nll(b["token_nll"], fp32["token_nll"])}
+        "edgekd_vs_fp32_nll": paired_mean_difference(a["token_nll"], fp32["token_nll"]),
+        "export_llm_vs_fp32_nll": paired_mean_difference(b["token_nll"], fp32["token_nll"])}
     names = list(arts)
     for r in range(rounds):  # interleaved, alternating which goes first
         for n in threads:
@@ -201,14 +178,14 @@ def render(results: dict, machine: str, threads: list[int], rounds: int, total_s
         lines.append(f"| {r['label']} | {r['bytes'] / 1e6:.1f} | {scored} | " + " | ".join(cells) + f" | {peak:.0f} |")
     p = results["paired_edgekd_vs_export_llm"]
     nll, top1 = p["nll"], p["top1"]
-    lines += ["", f"Paired, same {nll['tokens']} tokens: per-token NLL edgekd - export_llm "
-              f"{nll['nll_difference']:+.4f} "
+    lines += ["", f"Paired, same {nll['items']} tokens: per-token NLL edgekd - export_llm "
+              f"{nll['difference']:+.4f} "
               f"nats (99% interval {nll['ci_low']:+.4f} .. {nll['ci_high']:+.4f}); next-token top-1 McNemar "
               f"{top1['candidate_only']} tokens only edgekd gets right vs {top1['baseline_only']} only export_llm, "
               f"p = {top1['p_value']:.3g} ({top1['verdict']} for edgekd at alpha {top1['alpha']}).",
-              f"Against fp32: edgekd {p['edgekd_vs_fp32_nll']['nll_difference']:+.4f} nats/token "
+              f"Against fp32: edgekd {p['edgekd_vs_fp32_nll']['difference']:+.4f} nats/token "
               f"({p['edgekd_vs_fp32_nll']['ci_low']:+.4f} .. {p['edgekd_vs_fp32_nll']['ci_high']:+.4f}), export_llm "
-              f"{p['export_llm_vs_fp32_nll']['nll_difference']:+.4f} ({p['export_llm_vs_fp32_nll']['ci_low']:+.4f} .. "
+              f"{p['export_llm_vs_fp32_nll']['difference']:+.4f} ({p['export_llm_vs_fp32_nll']['ci_low']:+.4f} .. "
               f"{p['export_llm_vs_fp32_nll']['ci_high']:+.4f}).", "", "How each was made:", ""]
     for name in names:
         how = results[name]["how"]

@@ -75,6 +75,16 @@ def drop_exceeds(candidate_correct: np.ndarray, reference_correct: np.ndarray, m
             "within": interval["ci_high"] <= margin}
 
 
+def paired_mean_difference(candidate, baseline, alpha: float = DEFAULT_ALPHA) -> dict:
+    """Mean of candidate - baseline over the same items (per-token NLL of two LMs on one text) with its two-sided
+    (1 - alpha) normal interval: tokens are many, so the normal approximation holds (tools/bench_llm_peer.py)."""
+    diff = np.asarray(candidate, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    z = _normal_quantile(1 - alpha / 2)
+    return {"difference": mean, "ci_low": mean - z * se, "ci_high": mean + z * se, "confidence": 1 - alpha,
+            "items": len(diff)}
+
+
 def _bools(values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(bool).reshape(-1)
 

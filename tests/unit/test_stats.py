@@ -85,3 +85,15 @@ def test_normal_quantile(p):
 def test_paired_outcomes_must_have_the_same_samples():
     with pytest.raises(ValueError, match="same samples"):
         stats.mcnemar(np.ones(3, bool), np.ones(4, bool))
+
+
+def test_paired_mean_difference_interval_covers_a_known_shift():
+    import numpy as np
+
+    from edgekd.stats import paired_mean_difference
+
+    rng = np.random.default_rng(0)
+    baseline = rng.normal(3.0, 1.0, 4000)
+    result = paired_mean_difference(baseline + 0.05 + rng.normal(0, 0.1, 4000), baseline, alpha=0.01)
+    assert result["items"] == 4000 and result["ci_low"] < 0.05 < result["ci_high"]
+    assert result["ci_low"] > 0  # a real shift of half a standard deviation of the paired noise is detected
