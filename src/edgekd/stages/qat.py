@@ -19,7 +19,8 @@ BatchNorm folding, and why training and export agree:
   pattern (weights scaled by gamma / sqrt(running_var + eps) before fake-quant) and convert folds BN for real.
   With BN frozen at the end this is the same arithmetic.
 Both paths are tested numerically (tests/integration/test_qat_digits.py: fake-quant model in eval mode vs converted
-model, and converted model vs .pte). The scales in ctx.quantized are the learned ones: export takes ctx.quantized
+model, and converted model vs .pte). Weights are fake-quantized on the grid convert writes (edgekd/quant/pt2e.py
+weights_trained_on_the_converted_grid; tests/unit/test_qat_converted_grid.py). The scales in ctx.quantized are the learned ones: export takes ctx.quantized
 as is, nothing is recalibrated (tested by finding the learned activation scales, recorded in the manifest as
 metrics.qat.learned_activation_scales, in the converted graph and as QuantizeLinear scales of the ONNX).
 
