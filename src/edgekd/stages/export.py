@@ -82,7 +82,7 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
         if done.get("found") is False:  # nothing in this graph for the pass (attention in a CNN)
             continue
         ctx.decide("export", f"{fp32_path.name}: {pass_name}", "not done" if "not_done" in done else
-                   ", ".join(f"{k} {v}" for k, v in (done.get("fused") or done).items() if k != "not_done"),
+                   ", ".join(f"{k} {v}" for k, v in (done.get("fused") or done).items()),
                    done.get("not_done", "onnxruntime graph pass (edgekd/export/ort_graph.py); the int8 ONNX is "
                                         "quantized from this graph"))
     _add(ctx, fp32_path, "onnx", "fp32", details, reference=quantized is not None)

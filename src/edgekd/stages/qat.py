@@ -20,9 +20,10 @@ BatchNorm folding, and why training and export agree:
   With BN frozen at the end this is the same arithmetic.
 Both paths are tested numerically (tests/integration/test_qat_digits.py: fake-quant model in eval mode vs converted
 model, and converted model vs .pte). Weights are fake-quantized on the grid convert writes (edgekd/quant/pt2e.py
-weights_trained_on_the_converted_grid; tests/unit/test_qat_converted_grid.py). The scales in ctx.quantized are the learned ones: export takes ctx.quantized
-as is, nothing is recalibrated (tested by finding the learned activation scales, recorded in the manifest as
-metrics.qat.learned_activation_scales, in the converted graph and as QuantizeLinear scales of the ONNX).
+weights_trained_on_the_converted_grid; tests/unit/test_qat_converted_grid.py). The scales in ctx.quantized are the
+learned ones: export takes ctx.quantized as is, nothing is recalibrated (tested by finding the learned activation
+scales, recorded in the manifest as metrics.qat.learned_activation_scales, in the converted graph and as
+QuantizeLinear scales of the ONNX).
 
 With `ptq_baseline` (default on) the same fp32 student is also PTQ-calibrated and exported as reference artifacts
 (precision "int8-ptq", never gated), so the report shows fp32 / PTQ / QAT+KD side by side in each runtime.
@@ -237,7 +238,8 @@ def run_pt2e(ctx: Context, cfg) -> Context:
                "the weights fake-quantized in training are the ones exported")
     if not dynamic:  # dynamic activations have no scale to learn (convert_dynamic records what it did)
         ctx.decide("qat", "scales", "learned in training, exported as is",
-                   f"{len(scales)} activation scales from the fake-quant observers; nothing recalibrated after training")
+                   f"{len(scales)} activation scales from the fake-quant observers; nothing recalibrated after "
+                   "training")
     if obs_at is None:
         ctx.decide("qat", "observers", "never frozen", "one epoch: the scales are learned throughout")
     record(ctx, "qat", result, cfg, {
