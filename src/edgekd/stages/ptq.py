@@ -11,6 +11,7 @@ import time
 
 from edgekd.context import Context
 from edgekd.quant import pt2e
+from edgekd.train.replicas import fixed_threads
 
 
 def float_layers(ctx: Context) -> list[str]:
@@ -74,6 +75,12 @@ def activation_mode(ctx: Context, cfg) -> str:
     return ctx.backend.text_activations if text else "static"
 
 
+# Calibrated ranges come from float reductions whose rounding depends on the intra-op thread count (the demo's
+# EfficientNet int8 .pte differed between 1 and 2 threads): one count everywhere makes the artifact the same file on
+# every host of an ISA, which the size-regression gate and its hashes rely on.
+CALIBRATION_THREADS = 1
+
+
 def quantize(ctx: Context, module, cfg, skip: list[str], dynamic: bool, progress=None):
     """The one PTQ sequence: the profile backend's quantizer -> prepare -> calibrate on the calibration split -> drop
     what no int8 grid holds -> convert. Used by this stage, by the qat stage's PTQ baseline (so the baseline is exactly
@@ -87,7 +94,8 @@ def quantize(ctx: Context, module, cfg, skip: list[str], dynamic: bool, progress
 
         shapes, examples = quantization_export_shapes(ctx.model, ctx.profile)
     prepared = pt2e.prepare(copy.deepcopy(module), examples, quantizer, dynamic_shapes=shapes)
-    count = pt2e.calibrate(prepared, ctx.data.calibration.inputs, progress=progress)
+    with fixed_threads(CALIBRATION_THREADS):
+        count = pt2e.calibrate(prepared, ctx.data.calibration.inputs, progress=progress)
     dropped = pt2e.drop_unrepresentable_observers(prepared)
     return pt2e.convert(prepared), quantizer, count, dropped
 

@@ -1,5 +1,6 @@
 """Training that gives the same weights again: on a rerun (seed, deterministic kernels, fixed threads) and on every
-DDP rank (rank 0's buffers, checked by checksum). Used by the KD trainer, src/edgekd/train/loop.py."""
+DDP rank (rank 0's buffers, checked by checksum). Used by the KD trainer, src/edgekd/train/loop.py; the fixed thread
+count also by calibration, src/edgekd/stages/ptq.py."""
 
 from __future__ import annotations
 
@@ -10,22 +11,33 @@ from torch import nn
 
 
 @contextmanager
+def fixed_threads(threads: int | None):
+    """torch's intra-op thread count set to `threads` (None: left as it is) inside, the caller's restored after. How
+    a CPU reduction is split across threads changes its float rounding, so results that must repeat bit for bit
+    across hosts with different core counts (trained weights, calibrated ranges) are computed at a fixed count."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
 def reproducible(seed: int, threads: int | None):
     """Seeded, deterministic kernels, a fixed intra-op thread count for the duration of training; the caller's
     settings are restored after. The thread count fixes how CPU reductions are split, which changes float rounding;
     the same host, settings and count give bit-identical weights (tests/unit/test_train_determinism.py)."""
-    previous_threads = torch.get_num_threads()
     previous_mode = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    if threads is not None:
-        torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(seed)
     try:
-        yield torch.get_num_threads()
+        with fixed_threads(threads) as count:
+            yield count
     finally:
         torch.use_deterministic_algorithms(previous_mode, warn_only=previous_warn)
-        torch.set_num_threads(previous_threads)
 
 
 def ranks_agree(student: nn.Module, rank: int, world: int) -> str:
