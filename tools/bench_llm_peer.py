@@ -41,9 +41,11 @@ def _child(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True, env=env, cwd=str(ROOT))
 
 
-def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None, last_logits: bool) -> dict[str, dict]:
+def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None, last_logits: bool,
+              extra: list[str] = ()) -> dict[str, dict]:
     """name -> {path, label, how, scored}: the given files, else those in WORK, else exported now. `last_logits`:
-    also export_llm's default program (logits of the last position only: timed, not scorable), exported if absent."""
+    also export_llm's default program (logits of the last position only: timed, not scorable), exported if absent.
+    `extra`: NAME=PATH of other full-logits .pte files measured in the same rounds (e.g. an earlier edgekd file)."""
     from peer_export_llm import PTE_LAST_NAME, PTE_NAME
 
     edgekd_pte = edgekd_pte or work / EDGEKD_PTE
@@ -53,7 +55,8 @@ def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None, last_l
     if not peer_pte.is_file():
         _child([str(ROOT / "tools" / "peer_export_llm.py"), str(work)])
     arts = {
-        "edgekd": {"path": edgekd_pte, "label": "edgekd 8da4w .pte (recipe: Q4_1 source grid, int8 lm_head)",
+        "edgekd": {"path": edgekd_pte,
+                   "label": "edgekd 8da4w .pte (recipe: Q4_1 source grid, int8 block constants and lm_head)",
                    "how": "tools/llm_pte_measure.py OUT source-head8 (export_pte, recipes/smollm2/8da4w.yaml)"},
         "export_llm": {"path": peer_pte, "label": "ExecuTorch export_llm 8da4w .pte (smollm2, group 32, full logits)",
                        "how": _record(peer_pte)},
@@ -61,6 +64,9 @@ def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None, last_l
     last = work / PTE_LAST_NAME
     if last_logits and not last.is_file():
         _child([str(ROOT / "tools" / "peer_export_llm.py"), str(work), "--last-logits"])
+    for item in extra:
+        name, _, path = item.partition("=")
+        arts[name] = {"path": Path(path), "label": name, "how": "given file"}
     if last.is_file():
         arts["export_llm_last"] = {"path": last, "how": _record(last), "scored": False,
                                    "label": "ExecuTorch export_llm 8da4w .pte, last-position logits (its default)"}
@@ -163,7 +169,7 @@ def render(results: dict, machine: str, threads: list[int], rounds: int, total_s
              "| artifact | MB | perplexity | +% over fp32 | next-token top-1 | "
              + " | ".join(f"prefill tok/s, {n} thr | decode tok/s, {n} thr" for n in threads) + " | peak MB |",
              "|---|---|---|---|---|" + "---|---|" * len(threads) + "---|"]
-    names = [n for n in ("edgekd", "export_llm", "export_llm_last") if n in results]
+    names = [n for n, r in results.items() if isinstance(r, dict) and "bench" in r]
     for name in names:
         r = results[name]
         bench = r["bench"]
@@ -208,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="2,1", help="thread counts timed, each in every round")
     parser.add_argument("--last-logits", action="store_true",
                         help="also time export_llm's default program (last-position logits), exporting it if absent")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
+                        help="another full-logits .pte measured in the same rounds (scored and timed)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tools"))
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    arts = artifacts(args.work, args.edgekd_pte, args.peer_pte, args.last_logits)
+    arts = artifacts(args.work, args.edgekd_pte, args.peer_pte, args.last_logits, args.extra)
     info = machine_info()
     threads = [int(n) for n in args.threads.split(",")]
     results = measure(arts, args.rounds, threads)

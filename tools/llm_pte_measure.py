@@ -1,7 +1,8 @@
 """Export SmolLM2-135M 8da4w .pte variants and measure bytes and perplexity (first 512 tokens of Pride and
 Prejudice, windows of 255, as recipes/smollm2/8da4w.yaml) in the ExecuTorch runtime.
 
-    PYTHONPATH=src python tools/llm_pte_measure.py OUT_DIR VARIANT... (plain | source | source-head8)
+    PYTHONPATH=src python tools/llm_pte_measure.py OUT_DIR VARIANT... (plain | source | source-head8 |
+                                                                      source-head8-fp32-offsets)
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 from pathlib import Path
 
 VARIANTS = {"plain": dict(gguf=False, lm_head_bits=None), "source": dict(gguf=True, lm_head_bits=None),
-            "source-head8": dict(gguf=True, lm_head_bits=8)}
+            "source-head8": dict(gguf=True, lm_head_bits=8),  # the recipe: int8 block constants
+            "source-head8-fp32-offsets": dict(gguf=True, lm_head_bits=8, block_offsets="fp32")}
 
 
 def main() -> None:
@@ -34,7 +36,7 @@ def main() -> None:
         path = out / f"smollm2.8da4w.{name}.pte"
         t0 = time.time()
         details = export_pte(model, path, 256, "8da4w", 32, "int8", smollm2_gguf_path() if kw["gguf"] else None,
-                             kw["lm_head_bits"])
+                             kw["lm_head_bits"], kw.get("block_offsets", "int8"))
         export_s = time.time() - t0
         ppl = perplexity(pte_session(path, 256), tokens, 255)["perplexity"]
         grid = details.get("source_grid")

@@ -182,15 +182,21 @@ def test_8da4w_keeps_the_q4_1_grid_on_xnnpack_symmetric_groups(q41_model, tmp_pa
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"]
     types = {gguf_name(n, {}): "Q4_1" for n in names} | {"token_embd.weight": "Q8_0"}
     path = write_gguf(tmp_path / "q41.gguf", types)
-    aligned, details = quantize_8da4w(model, 32, "int8", path, lm_head_bits=8)
+    exact, details = quantize_8da4w(model, 32, "int8", path, lm_head_bits=8, block_offsets="fp32")
+    aligned, details8 = quantize_8da4w(model, 32, "int8", path, lm_head_bits=8)  # the default: int8 constants
     plain, _ = quantize_8da4w(model, 32, "int8")
     grid = details["source_grid"]
     assert grid["q4_1_linears"] == 14 and grid["max_abs_error_vs_source"] < 1e-6
-    assert "8da8w" in details["lm_head"]
-    lin = aligned.get_submodule("model.layers.0.mlp.down_proj")
+    assert "8da8w" in details["lm_head"] and "8da8w" in details8["block_offsets"]
     w = model.get_submodule("model.layers.0.mlp.down_proj").weight.detach()
-    rebuilt = lin.linear.weight.dequantize() + lin.offsets.repeat_interleave(32, 1)
+    lin = exact.get_submodule("model.layers.0.mlp.down_proj")
+    rebuilt = lin.linear.weight.dequantize() + lin.offsets.weight.repeat_interleave(32, 1)
     assert float((rebuilt - w).abs().max()) < 1e-6  # plain 8da4w: the second rounding below
+    lin8 = aligned.get_submodule("model.layers.0.mlp.down_proj")
+    offsets = lin.offsets.weight
+    half_step = offsets.abs().amax(1, keepdim=True) / 127 / 2  # int8 per row, symmetric
+    err8 = (lin8.linear.weight.dequantize() + lin8.offsets.weight.dequantize().repeat_interleave(32, 1) - w).abs()
+    assert bool((err8 <= half_step + 1e-6).all())  # only the constants round, by at most half a step
     assert float((plain.get_submodule("model.layers.0.mlp.down_proj").weight.dequantize() - w).abs().max()) > 1e-3
     ids = [int(t) for t in np.random.default_rng(6).integers(0, 256, 30)]
     ref = torch_session(model, 64).feed(ids)

@@ -24,6 +24,9 @@ def test_pte_kv_cache_prefill_steps_and_reset(tmp_path, precision):
     path = tmp_path / f"tiny.{precision}.pte"
     details = export_pte(model, path, max_seq_len=64, precision=precision, group_size=32, embedding_quant="int8")
     assert path.stat().st_size > 0 and details["delegated_nodes"] > 0
+    outside = details["non_delegated_ops"]  # ExecuTorch's LLM kernels, not index_put and repeated KV heads
+    assert outside.get("llama_custom_sdpa_default") == 2 and outside.get("auto_functionalized_v2") == 4
+    assert not any("index_put" in op or "expand" in op or "repeat" in op for op in outside), outside
     ref, art = torch_session(model, 64), pte_session(path, 64)
     tol = 1e-4 if precision == "fp32" else 0.5
     ids = list(range(3, 13))

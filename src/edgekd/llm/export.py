@@ -16,25 +16,21 @@ from pathlib import Path
 from edgekd.errors import EdgekdError
 from edgekd.report.atomic import atomic_path
 
-
-def _kv_shape(config) -> tuple[int, int, int]:
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return config.num_hidden_layers, kv_heads, head_dim
+from .pte_decoder import kv_shape
 
 
 def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: Path | None = None,
-                   lm_head_bits: int | None = None):
+                   lm_head_bits: int | None = None, block_offsets: str = "int8"):
     """torchao 8da4w on every Linear (int8 dynamic per-token activations, int4 symmetric weights per group) and
     weight-only quantization of nn.Embedding; returns a quantized copy and what was done per module kind.
 
     With `gguf` (the file the weights were dequantized from), Linears stored as Q4_1 in groups of 32 keep their grid
     exactly (edgekd.llm.gguf_source.split_block_offsets: XNNPACK's int4 groups are symmetric, so each block's
-    constant is applied beside the kernel). `lm_head_bits` 8: the lm_head gets int8 per-channel weights instead
-    (XNNPACK groups are 4-bit only). Measured in PyTorch on SmolLM2-135M (perplexity, Pride and Prejudice 512
-    tokens, fp32 18.63): plain 8da4w 31.39; scale max(-min/8, max/7) (SYMMETRIC_NO_CLIPPING_ERR) 26.80; Q4_1 grid
-    kept 20.71; and int8 lm_head 19.11; lm_head fp32 19.00 (the rest: int8 activations, int8 embedding).
+    constant is applied beside the kernel in `block_offsets` precision, int8 or fp32). `lm_head_bits` 8: the lm_head
+    gets int8 per-channel weights instead (XNNPACK groups are 4-bit only). Measured in PyTorch on SmolLM2-135M
+    (perplexity, Pride and Prejudice 512 tokens, fp32 18.63): plain 8da4w 31.39; scale max(-min/8, max/7)
+    (SYMMETRIC_NO_CLIPPING_ERR) 26.80; Q4_1 grid kept 20.71; and int8 lm_head 19.11; lm_head fp32 19.00 (the rest:
+    int8 activations, int8 embedding); int8 block constants instead of fp32 19.09.
     """
     import torch
     from torchao.quantization import MappingType, quantize_
@@ -57,11 +53,13 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
         if aligned and group_size == 32:
             errors = split_block_offsets(q, aligned, group_size)
             mapping = MappingType.SYMMETRIC_NO_CLIPPING_ERR
+            offsets = ("fp32" if block_offsets == "fp32" else
+                       "int8 per output channel, int8 dynamic activations")
             details["source_grid"] = {"gguf": Path(gguf).name, "q4_1_linears": len(aligned),
                                       "method": "w = d (q - 8) + (m + 8 d) per block: int4 group scale d (torchao "
                                                 "SYMMETRIC_NO_CLIPPING_ERR), m + 8 d added as blocksum(x) @ r^T "
-                                                "(fp32)", "max_abs_error_vs_source": max(errors.values()),
-                                      "layers_max_abs_error": errors}
+                                                f"({offsets})", "max_abs_error_vs_source": max(errors.values()),
+                                      "layers_max_abs_error": errors, "block_offsets": block_offsets}
         else:
             details["source_grid"] = f"not kept: {len(aligned)} Q4_1 Linears, group_size {group_size} (needs 32)"
     if embedding_quant != "none":
@@ -72,40 +70,40 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
             if isinstance(mod, torch.nn.Embedding):
                 mod.padding_idx = None
     details["embedding"] = "fp32"
-    for rule in rules_8da4w(hidden, group_size, embedding_quant, lm_head_bits, mapping):
+    for rule in rules_8da4w(hidden, group_size, embedding_quant, lm_head_bits, mapping, block_offsets):
         quantize_(q, rule.config, filter_fn=rule.applies)
         details[rule.kind] = rule.description
     return q, details
 
 
 def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", group_size: int = 32,
-               embedding_quant: str = "int8", gguf: Path | None = None, lm_head_bits: int | None = None) -> dict:
-    """Static-KV-cache .pte lowered to XNNPACK; prefill length is dynamic up to max_seq_len - 1. `gguf` and
-    `lm_head_bits`: see quantize_8da4w."""
+               embedding_quant: str = "int8", gguf: Path | None = None, lm_head_bits: int | None = None,
+               block_offsets: str = "int8") -> dict:
+    """Static-KV-cache .pte lowered to XNNPACK; prefill length is dynamic up to max_seq_len - 1. `gguf`,
+    `lm_head_bits` and `block_offsets`: see quantize_8da4w."""
     import torch
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from transformers.integrations.executorch import TorchExportableModuleForDecoderOnlyLM
 
     import executorch.kernels.quantized  # noqa: F401 - out variants of quantized_decomposed embedding ops
 
     details: dict = {"max_seq_len": max_seq_len, "kv_cache": "static", "delegate": "xnnpack"}
     if precision == "8da4w":
-        model, qdetails = quantize_8da4w(model, group_size, embedding_quant, gguf, lm_head_bits)
+        model, qdetails = quantize_8da4w(model, group_size, embedding_quant, gguf, lm_head_bits, block_offsets)
         details.update(qdetails)
     elif precision != "fp32":
         raise EdgekdError(f"unknown .pte precision {precision!r}", key="llm.pte_variants", hint="allowed: fp32, 8da4w")
-    model = copy.deepcopy(model) if precision == "fp32" else model
-    model.generation_config.use_cache = True
-    model.generation_config.cache_implementation = "static"
-    wrapper = TorchExportableModuleForDecoderOnlyLM(model, batch_size=1, max_cache_len=max_seq_len)
+    from .pte_decoder import build_decoder
+
+    decoder, how = build_decoder(copy.deepcopy(model) if precision == "fp32" else model, max_seq_len)
+    details["attention"] = (f"llama::custom_sdpa over a [1, max_len, kv_heads, head_dim] cache (llama::update_cache); "
+                            f"{how}")
     seq = torch.export.Dim("seq", min=1, max=max_seq_len - 1)
-    example = torch.zeros((1, 8), dtype=torch.long)
+    example = (torch.zeros((1, 8), dtype=torch.long), torch.arange(8))
     with torch.no_grad():
-        program = wrapper.export(input_ids=example, cache_position=torch.arange(8),
-                                 dynamic_shapes={"input_ids": {1: seq}, "cache_position": {0: seq}}, strict=True)
+        program = torch.export.export(decoder, example, dynamic_shapes=({1: seq}, {0: seq}), strict=False)
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False))
     try:
@@ -115,6 +113,8 @@ def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", gr
         details["delegated_nodes"] = info.num_delegated_nodes
         details["non_delegated_nodes"] = info.num_non_delegated_nodes
         details["delegated_subgraphs"] = info.num_delegated_subgraphs
+        outside = {op: b.non_delegated for op, b in info.delegation_by_operator.items() if b.non_delegated}
+        details["non_delegated_ops"] = dict(sorted(outside.items(), key=lambda kv: -kv[1]))
     except Exception as exc:  # noqa: BLE001 - delegation stats are informative, not required
         details["delegation_info_error"] = str(exc)[:200]
     et = edge.to_executorch(ExecutorchBackendConfig(
@@ -131,7 +131,7 @@ def _onnx_wrapper(model):
     import torch
     from transformers import DynamicCache
 
-    layers, _, _ = _kv_shape(model.config)
+    layers, _, _ = kv_shape(model.config)
 
     class WithPast(torch.nn.Module):
         """Flat tensors in and out so ONNX sees past/present key/values as graph inputs/outputs."""
@@ -154,7 +154,7 @@ def _onnx_wrapper(model):
 
 
 def onnx_io_names(config) -> tuple[list[str], list[str]]:
-    layers, _, _ = _kv_shape(config)
+    layers, _, _ = kv_shape(config)
     past = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
     present = [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
     return ["input_ids", "position_ids", *past], ["logits", *present]
@@ -164,7 +164,7 @@ def export_onnx_fp32(model, path: Path, max_seq_len: int, opset: int = 18) -> di
     """torch.onnx.export(dynamo=True) with dynamic sequence and past lengths; one file (external_data=False)."""
     import torch
 
-    layers, kv_heads, head_dim = _kv_shape(model.config)
+    layers, kv_heads, head_dim = kv_shape(model.config)
     wrapper = _onnx_wrapper(model)
     inputs, outputs = onnx_io_names(model.config)
     ids = torch.zeros((1, 4), dtype=torch.long)

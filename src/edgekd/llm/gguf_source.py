@@ -85,7 +85,8 @@ def split_block_offsets(model, names: list[str], block: int = 32) -> dict[str, f
     d * (q - 8), q - 8 in -8..7, that XNNPACK's 4-bit groups hold (scales only, no zero point: ExecuTorch's
     PerChannelGroupQuant); r comes back as blocksum(x) @ r^T. torchao's SYMMETRIC_NO_CLIPPING_ERR picks scale
     max(-8d / -8, 7d / 7) = d for such a block, so the weights survive 8da4w exactly. Returns {name: max |w' - the
-    symmetric grid|} (0 up to fp32 rounding when the source is Q4_1)."""
+    symmetric grid|} (0 up to fp32 rounding when the source is Q4_1): the error of the int4 part; the constants are
+    exact in fp32 and within half an int8 step of each row's largest when the scheme quantizes them."""
     import torch
 
     errors = {}
@@ -113,16 +114,18 @@ def _block_offset_linear():
 
     class _BlockOffsetLinear(torch.nn.Module):
         """linear(x) + blocksum(x) @ offsets^T: a Linear whose weight had one constant removed per block of inputs.
-        The offsets are a buffer, so torchao's quantize_ (nn.Linear only) leaves them fp32."""
+        The offsets are a Linear of their own, marked `edgekd_block_offsets`, so the 8da4w scheme
+        (edgekd/llm/scheme.py) gives them their own precision instead of the 4-bit groups."""
 
         def __init__(self, linear, offsets, block: int):
             super().__init__()
             self.linear, self.block = linear, block
-            self.register_buffer("offsets", offsets)
+            self.offsets = torch.nn.Linear(offsets.shape[1], offsets.shape[0], bias=False)
+            self.offsets.weight = torch.nn.Parameter(offsets, requires_grad=False)
+            self.offsets.edgekd_block_offsets = True
 
         def forward(self, x):
-            return self.linear(x) + torch.nn.functional.linear(x.unflatten(-1, (-1, self.block)).sum(-1),
-                                                               self.offsets)
+            return self.linear(x) + self.offsets(x.unflatten(-1, (-1, self.block)).sum(-1))
 
     return _BlockOffsetLinear
 

@@ -25,10 +25,11 @@ def embedding_group(hidden: int, group_size: int) -> int:
 
 
 def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8", lm_head_bits: int | None = None,
-                mapping=None) -> list[Rule]:
+                mapping=None, block_offsets: str = "int8") -> list[Rule]:
     """int8 dynamic per-token activations with int4 weights per group on every nn.Linear (the lm_head at int8 per
     output channel with `lm_head_bits` 8: XNNPACK's groups are 4-bit only), weight-only nn.Embedding. `mapping`:
-    torchao's MappingType for the int4 scales (SYMMETRIC unless a source grid asks otherwise)."""
+    torchao's MappingType for the int4 scales (SYMMETRIC unless a source grid asks otherwise). `block_offsets`:
+    the precision of a source grid's per-block constants (edgekd.llm.gguf_source BlockOffsetLinear.offsets)."""
     import torch
     from torch import nn
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, MappingType
@@ -36,15 +37,22 @@ def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8"
 
     mapping = mapping or MappingType.SYMMETRIC
     separate_head = lm_head_bits == 8
+    def is_offsets(mod) -> bool:
+        return getattr(mod, "edgekd_block_offsets", False)
+
     rules = [Rule("linear", Int8DynamicActivationIntxWeightConfig(
         weight_dtype=torch.int4, weight_granularity=PerGroup(group_size), weight_mapping_type=mapping),
-        lambda mod, fqn: type(mod) is nn.Linear and not (separate_head and fqn == "lm_head"),
+        lambda mod, fqn: type(mod) is nn.Linear and not (separate_head and fqn == "lm_head") and not is_offsets(mod),
         f"8da4w (int8 dynamic activations, int4 weights, group {group_size}, {mapping.name.lower()} scales)")]
     if separate_head:
         rules.append(Rule("lm_head", Int8DynamicActivationIntxWeightConfig(
             weight_dtype=torch.int8, weight_granularity=PerAxis(0)),
             lambda mod, fqn: type(mod) is nn.Linear and fqn == "lm_head",
             "8da8w (int8 dynamic activations, int8 weights per output channel)"))
+    if block_offsets == "int8":
+        rules.append(Rule("block_offsets", Int8DynamicActivationIntxWeightConfig(
+            weight_dtype=torch.int8, weight_granularity=PerAxis(0)), lambda mod, fqn: is_offsets(mod),
+            "source-grid block constants: 8da8w (int8 dynamic activations, int8 weights per output channel)"))
     if embedding_quant != "none":
         dtype = torch.int8 if embedding_quant == "int8" else torch.int4
         group = embedding_group(hidden_size, group_size)

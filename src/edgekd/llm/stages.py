@@ -52,7 +52,7 @@ def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
         for precision in cfg.pte_variants:
             path = out / f"{name}.{precision}.pte"
             details = llm_export.export_pte(model, path, cfg.max_seq_len, precision, cfg.group_size,
-                                            cfg.embedding_quant, gguf, cfg.lm_head_bits)
+                                            cfg.embedding_quant, gguf, cfg.lm_head_bits, cfg.block_offsets)
             _add(ctx, path, "pte", "executorch", precision, details, reference=precision == "fp32")
             _tick(ctx)
     else:
