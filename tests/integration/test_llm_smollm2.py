@@ -72,8 +72,8 @@ def test_smollm2_export_snapdragon865_8da4w_pte_and_int4_onnx(tmp_path):
         # Q4_1, so re-quantizing to int4 costs +70%/+59% perplexity (30.1 -> 51.2 / 47.8): report, don't pretend
         assert parity["greedy_tokens_compared"] == [8, 8, 8] and len(parity["greedy_tokens_matched"]) == 3
         assert 120 <= parity["tokens_scored"] <= 125 and parity["perplexity"] / ref_ppl < 2.5
-    assert pte["parity"]["perplexity"] / ref_ppl <= 1.05  # the issue's bound; measured on these 126 tokens: see README
         assert art["bench"]["decode_tokens_per_s"] > 0 and art["bench"]["prefill_tokens_per_s"] > 0
+    assert pte["parity"]["perplexity"] / ref_ppl <= 1.05  # issue 18's bound (512 tokens: +2.4%, README SmolLM2)
 
     report = (out / "report.md").read_text()
     assert "Causal LM: perplexity" in report and "fp32 PyTorch (reference)" in report

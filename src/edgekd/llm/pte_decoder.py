@@ -94,6 +94,9 @@ def build_decoder(model, max_len: int, direct: bool = True):
     if windows and min(windows) < max_len:
         raise EdgekdError(f"sliding-window attention (window {min(windows)}) is shorter than the cache ({max_len})",
                           key="llm.max_seq_len", hint=f"set llm.max_seq_len <= {min(windows)}")
+    if getattr(model.config, "attn_logit_softcapping", None):
+        raise EdgekdError("attention logit soft-capping is not computed by ExecuTorch's custom_sdpa kernel",
+                          key="llm.pte_variants", hint="export this model to ONNX only (llm.pte_variants: [])")
     register_attention()
     model.config._attn_implementation = ATTENTION
     for mod in model.modules():  # some architectures copy the config per module
