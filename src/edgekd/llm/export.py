@@ -16,7 +16,7 @@ from pathlib import Path
 from edgekd.errors import EdgekdError
 from edgekd.report.atomic import atomic_path
 
-from .pte_decoder import kv_shape
+from .models import kv_shape
 
 
 def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: Path | None = None,

@@ -13,6 +13,14 @@ from edgekd.errors import EdgekdError
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def kv_shape(config) -> tuple[int, int, int]:
+    """(layers, key/value heads, head dim) of a transformers causal-LM config."""
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return config.num_hidden_layers, kv_heads, head_dim
+
+
 def cache_root() -> Path:
     """EDGEKD_CACHE, else ~/.cache/edgekd: where converted models live between runs."""
     return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))

@@ -17,14 +17,6 @@ from __future__ import annotations
 ATTENTION = "edgekd_executorch_sdpa"
 
 
-def kv_shape(config) -> tuple[int, int, int]:
-    """(layers, key/value heads, head dim) of a transformers causal-LM config."""
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return config.num_hidden_layers, kv_heads, head_dim
-
-
 def _executorch_sdpa(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention function: query [b, heads, s, d]; key/value are the whole cache, already
     [b, heads_kv, max_len, d] views of [b, max_len, heads_kv, d] buffers (KVCache.update)."""
@@ -90,6 +82,8 @@ def build_decoder(model, max_len: int, direct: bool = True):
 
     from edgekd.errors import EdgekdError
 
+    from .models import kv_shape
+
     windows = {getattr(m, "sliding_window", None) for m in model.modules()} - {None}
     if windows and min(windows) < max_len:
         raise EdgekdError(f"sliding-window attention (window {min(windows)}) is shorter than the cache ({max_len})",
@@ -102,8 +96,8 @@ def build_decoder(model, max_len: int, direct: bool = True):
     for mod in model.modules():  # some architectures copy the config per module
         if getattr(mod, "config", None) is not None and mod.config is not model.config:
             mod.config._attn_implementation = ATTENTION
-    direct = _use_direct_forward(model) if direct else 0
-    how = (f"direct: {direct} attention modules in [b, s, heads, d]" if direct else
+    direct_modules = _use_direct_forward(model) if direct else 0
+    how = (f"direct: {direct_modules} attention modules in [b, s, heads, d]" if direct_modules else
            "transformers' attention modules with the registered attention function")
     layers, kv_heads, head_dim = kv_shape(model.config)
 

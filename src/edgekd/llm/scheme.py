@@ -37,6 +37,7 @@ def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8"
 
     mapping = mapping or MappingType.SYMMETRIC
     separate_head = lm_head_bits == 8
+
     def is_offsets(mod) -> bool:
         return getattr(mod, "edgekd_block_offsets", False)
 
