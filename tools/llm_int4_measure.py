@@ -3,6 +3,9 @@ as recipes/smollm2/8da4w.yaml) and prefill/decode tokens/s, benchmarks interleav
 --bench-only, the .pte files tools/llm_pte_measure.py wrote in OUT_DIR too; 64-token prompt, 32 decode steps).
 
     PYTHONPATH=src python tools/llm_int4_measure.py OUT_DIR [--rounds 3] [--threads 2] [--skip-export]
+        [--attention gqa|standard] [--extra NAME=PATH ...]
+
+--extra times other ONNX/.pte files in the same interleaved rounds (e.g. the files of another --attention).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def main() -> None:
     parser.add_argument("--skip-export", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated variants to (re)quantize and score")
     parser.add_argument("--bench-only", action="store_true", help="benchmark the files already in OUT_DIR")
+    parser.add_argument("--attention", default="gqa", help="llm.onnx_attention of the fp32 export: gqa | standard")
+    parser.add_argument("--extra", action="append", default=[], help="NAME=PATH: also time this file each round")
     args = parser.parse_args()
     import torch
 
@@ -44,7 +49,7 @@ def main() -> None:
     model, tok = load_causal_lm(smollm2_folder())
     fp32 = out / "smollm2.fp32.onnx"
     if not args.skip_export or not fp32.exists():
-        export_onnx_fp32(model, fp32, 256)
+        export_onnx_fp32(model, fp32, 256, attention=args.attention)
     tokens = corpus_tokens(tok, "austen:prideprejudice", 512)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     names = [] if args.bench_only else [n for n in VARIANTS if not args.only or n in args.only.split(",")]
@@ -52,6 +57,8 @@ def main() -> None:
         results["fp32_pytorch"] = {"perplexity": perplexity(torch_session(model, 256), tokens, 255)["perplexity"]}
     paths = {"fp32": fp32, **{n: out / f"smollm2.{n}.onnx" for n in VARIANTS if (out / f"smollm2.{n}.onnx").exists()}}
     paths.update({p.stem: p for p in sorted(out.glob("*.pte")) if args.bench_only})  # tools/llm_pte_measure.py
+    paths.update(dict(item.split("=", 1) for item in args.extra))
+    paths = {name: Path(path) for name, path in paths.items()}
     for name in names:
         path = out / f"smollm2.{name}.onnx"
         kw = VARIANTS[name]

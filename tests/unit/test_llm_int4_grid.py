@@ -112,10 +112,15 @@ def test_aligned_int4_onnx_matches_the_fp32_onnx(q41_model):
     details = quantize_onnx_int4(folder / "fp32.onnx", folder / "aligned.onnx", 32, "source", None,
                                  accuracy_level=0, lm_head_bits=8, embedding_bits=8)
     quantize_onnx_int4(folder / "fp32.onnx", folder / "sym.onnx", 32, "symmetric", accuracy_level=0)
-    assert details["MatMulNBits"] == 15 and details["MatMul_left_float"] == 4  # 2 x (q k v o gate up down) + head
+    # 2 x (fused qkv, o, fused gate_up, down) + head; attention (GroupQueryAttention) has no MatMul
+    assert details["MatMulNBits"] == 9 and details["MatMul_left_float"] == 0
     layers = details["layers"]
     assert layers["lm_head"]["bits"] == 8 and layers["model.layers.1.mlp.down_proj"]["scheme"] == "affine-min"
     assert details["max_abs_error_vs_source"] < 1e-5  # per-layer max |new grid - source|, in the report
+    import onnx
+
+    nbits = [n for n in onnx.load(str(folder / "aligned.onnx")).graph.node if n.op_type == "MatMulNBits"]
+    assert all(len(n.input) == 3 for n in nbits)  # default zero points: onnxruntime's faster kernels, no zp input
     embedding = layers["model.embed_tokens"]  # GatherBlockQuantized reading the lm_head's 8-bit codes
     assert embedding["shares_lm_head_codes"] and embedding["max_abs_error"] < 1e-6
     from types import SimpleNamespace
@@ -123,7 +128,7 @@ def test_aligned_int4_onnx_matches_the_fp32_onnx(q41_model):
     from edgekd.llm.report import grid_lines
 
     lines = grid_lines(SimpleNamespace(name="aligned.onnx", details=details))
-    assert sum(line.startswith("| model.") or line.startswith("| lm_head") for line in lines) == len(layers) == 16
+    assert sum(line.startswith("| model.") or line.startswith("| lm_head") for line in lines) == len(layers) == 10
     fp32_head = quantize_onnx_int4(folder / "fp32.onnx", folder / "emb_only.onnx", 32, "source", None,
                                    accuracy_level=0, embedding_bits=8)
     assert "model.embed_tokens" not in fp32_head["layers"]  # the fp32 lm_head keeps the float table anyway
@@ -169,6 +174,17 @@ def test_source_grids_follow_the_gguf_tensor_types(tmp_path):
     assert "h" not in source_grids(modules, path, 32, "affine-min", lm_head_bits=None)[0]
 
 
+def test_fused_projections_take_their_parts_grid_only_when_the_parts_agree(tmp_path):
+    from edgekd.llm.gguf_source import gguf_type
+
+    types = {"blk.0.attn_q.weight": "Q4_1", "blk.0.attn_k.weight": "Q4_1", "blk.0.attn_v.weight": "Q4_1",
+             "blk.0.ffn_gate.weight": "Q4_1", "blk.0.ffn_up.weight": "Q8_0"}
+    name, kind = gguf_type("model.layers.0.self_attn.qkv_proj", types)
+    assert kind == "Q4_1" and name == "blk.0.attn_q.weight+blk.0.attn_k.weight+blk.0.attn_v.weight"
+    assert gguf_type("model.layers.0.mlp.gate_up_proj", types)[1] is None  # Q4_1 and Q8_0 rows: no single grid
+    assert gguf_type("model.layers.0.self_attn.q_proj", types) == ("blk.0.attn_q.weight", "Q4_1")
+
+
 def test_8da4w_keeps_the_q4_1_grid_on_xnnpack_symmetric_groups(q41_model, tmp_path):
     """The .pte's torchao 8da4w: each Q4_1 block split into a symmetric int4 group (scale d, codes q - 8) and a
     per-block constant applied beside it; the int4 weights torchao holds are the source's, exactly."""
@@ -202,3 +218,50 @@ def test_8da4w_keeps_the_q4_1_grid_on_xnnpack_symmetric_groups(q41_model, tmp_pa
     ref = torch_session(model, 64).feed(ids)
     err = lambda m: float(np.abs(torch_session(m, 64).feed(ids) - ref).mean())  # noqa: E731
     assert err(aligned) < 0.5 * err(plain)  # what is left: int8 activations, int8 embedding and lm_head
+
+
+def test_fused_projections_keep_the_source_grid_and_the_8da4w_logits(q41_model, tmp_path):
+    """fuse_projections after the source-grid split: q/k/v (and gate/up) share one int4 GEMM, one block sum and one
+    int8 block-constant GEMM, and the quantized decoder computes what the unfused quantized model computes."""
+    from edgekd.llm.decode import torch_session
+    from edgekd.llm.export import quantize_8da4w
+    from edgekd.llm.gguf_source import gguf_name
+    from edgekd.llm.pte_decoder import build_decoder
+
+    model, _ = q41_model
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"]
+    path = write_gguf(tmp_path / "q41.gguf", {gguf_name(n, {}): "Q4_1" for n in names} | {"token_embd.weight": "Q8_0"})
+    separate, _ = quantize_8da4w(model, 32, "int8", path, lm_head_bits=8)
+    fused, details = quantize_8da4w(model, 32, "int8", path, lm_head_bits=8, fuse=True)
+    assert details["fused_projections"] == {"qkv": 2, "gate_up": 2}
+    qkv = fused.get_submodule("model.layers.0.self_attn.qkv_proj")
+    assert hasattr(qkv, "offsets") and qkv.offsets.weight.shape[0] == qkv.linear.weight.shape[0]
+    q = separate.get_submodule("model.layers.0.self_attn.q_proj")
+    n = q.linear.weight.shape[0]
+    assert torch.equal(qkv.linear.weight.dequantize()[:n], q.linear.weight.dequantize())  # same int4 rows
+    decoder, _ = build_decoder(fused, 64)
+    ids = [int(t) for t in np.random.default_rng(7).integers(0, 256, 20)]
+    with torch.no_grad():
+        got = decoder(torch.tensor([ids]), torch.arange(len(ids)))[0].numpy()
+    np.testing.assert_allclose(got, torch_session(separate, 64).feed(ids), atol=1e-3)
+
+
+def test_hqq_grid_gives_the_onnx_and_the_pte_the_same_weights(q41_model):
+    """llm.int4_grid hqq: the ONNX writer (edgekd.quant.nbits "hqq") and the .pte's torchao 8da4w (HQQ scale-only)
+    hold the same int4 weights, with a smaller mean rounding error than absmax scales."""
+    from edgekd.llm.export import quantize_8da4w, quantize_onnx_int4
+    from edgekd.quant.nbits import quantize_blocks
+
+    model, folder = q41_model
+    w = model.get_submodule("model.layers.0.mlp.down_proj").weight.detach()
+    pte_side, details = quantize_8da4w(model, 32, "int8", rounding="hqq")
+    assert "HQQ" in details["linear"]
+    pte_w = pte_side.get_submodule("model.layers.0.mlp.down_proj").weight.dequantize().numpy()
+    rng = np.random.default_rng(0)
+    noisy = (w + torch.from_numpy(rng.normal(0, 0.01, tuple(w.shape)).astype(np.float32))).numpy()  # off any grid
+    hqq, sym = quantize_blocks(noisy, 4, 32, "hqq"), quantize_blocks(noisy, 4, 32, "symmetric")
+    assert np.abs(hqq.dequantize() - noisy).mean() < np.abs(sym.dequantize() - noisy).mean()
+    np.testing.assert_allclose(quantize_blocks(w.numpy(), 4, 32, "hqq").dequantize(), pte_w, atol=1e-6)
+    details = quantize_onnx_int4(folder / "fp32.onnx", folder / "hqq.onnx", 32, "hqq", accuracy_level=0)
+    assert "HQQ" in details["method"] and details["MatMulNBits"] == 8
+    assert {layer["scheme"] for layer in details["layers"].values()} == {"hqq"}

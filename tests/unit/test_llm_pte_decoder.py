@@ -52,3 +52,29 @@ def test_sliding_window_shorter_than_the_cache_is_refused():
         build_decoder(model, 64)
     assert err.value.key == "llm.max_seq_len"
     build_decoder(Qwen2ForCausalLM(cfg).eval(), 16)  # within the window: exact, accepted
+
+
+def test_fused_projections_compute_what_the_separate_ones_do():
+    """q/k/v and gate/up merged into one Linear each (biases included: Qwen2's q/k/v have them) give the decoder
+    the same logits as transformers' own cache; the fused module is what the direct forward runs."""
+    from edgekd.llm.decode import torch_session
+    from edgekd.llm.fuse import fuse_projections
+    from edgekd.llm.pte_decoder import build_decoder
+
+    model = tiny_qwen2(initializer_range=0.2)
+    ref = torch_session(model, 32)
+    fused = copy.deepcopy(model)
+    assert fuse_projections(fused) == {"qkv": 2, "gate_up": 2}
+    attn = fused.model.layers[0].self_attn
+    assert not hasattr(attn, "q_proj") and attn.qkv_proj.bias is not None
+    assert attn.qkv_proj.out_features == 64 + 2 * 32  # 4 query heads, 2 key/value heads of 16
+    with pytest.raises(RuntimeError, match="direct"):
+        build_decoder(copy.deepcopy(fused), 32, direct=False)
+    decoder, how = build_decoder(fused, 32)
+    assert how.startswith("direct: 2 ")
+    prompt = [5, 17, 42, 7, 99, 3]
+    with torch.no_grad():
+        np.testing.assert_allclose(decoder(torch.tensor([prompt]), torch.arange(6))[0].numpy(), ref.feed(prompt),
+                                   atol=1e-4)
+        np.testing.assert_allclose(decoder(torch.tensor([[12]]), torch.arange(6, 7))[0].numpy(), ref.feed([12]),
+                                   atol=1e-4)

@@ -304,8 +304,9 @@ class LlmConfig(Strict):
     pte_variants: list[Literal["fp32", "8da4w"]] = Field(default_factory=lambda: ["fp32", "8da4w"])
     lora_adapter: str | None = None  # a peft adapter folder merged into the weights before export
     # int4 weights of .pte and ONNX: "source" keeps a GGUF source's grid (edgekd.llm.gguf_source), "symmetric" the
-    # quantizers' own symmetric rounding (torchao 8da4w, onnxruntime MatMulNBitsQuantizer)
-    int4_grid: Literal["source", "symmetric"] = "source"
+    # quantizers' own symmetric rounding (torchao 8da4w, onnxruntime MatMulNBitsQuantizer), "hqq" symmetric codes
+    # with HQQ-optimized scales in both (edgekd.quant.nbits; for checkpoints with no grid to keep)
+    int4_grid: Literal["source", "symmetric", "hqq"] = "source"
     onnx_accuracy_level: Literal[0, 1, 2, 3, 4] = 4  # MatMulNBits: 4 = int8 activations per block, 0 = fp32
     # lm_head: 8 = int8 (.pte per channel, ONNX per block of 32); None = 4-bit like every Linear in the .pte, fp32
     # in the int4 ONNX
@@ -314,6 +315,9 @@ class LlmConfig(Strict):
     # int4 kernel, in "int8" (per output channel, int8 dynamic activations: 10 MB smaller and faster on SmolLM2,
     # PyTorch perplexity 19.09 vs 19.11) or "fp32" (the source's weights reproduced exactly)
     block_offsets: Literal["int8", "fp32"] = "int8"
+    # ONNX attention (edgekd.llm.onnx_decoder): "gqa" = onnxruntime's GroupQueryAttention contrib op (one fused node
+    # per layer, onnxruntime only); "standard" = transformers' attention in standard ONNX ops (any ONNX runtime)
+    onnx_attention: Literal["gqa", "standard"] = "gqa"
 
 
 class Recipe(Strict):

@@ -20,7 +20,8 @@ from .models import kv_shape
 
 
 def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: Path | None = None,
-                   lm_head_bits: int | None = None, block_offsets: str = "int8"):
+                   lm_head_bits: int | None = None, block_offsets: str = "int8", fuse: bool = False,
+                   rounding: str = "affine"):
     """torchao 8da4w on every Linear (int8 dynamic per-token activations, int4 symmetric weights per group) and
     weight-only quantization of nn.Embedding; returns a quantized copy and what was done per module kind.
 
@@ -31,6 +32,10 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
     (perplexity, Pride and Prejudice 512 tokens, fp32 18.63): plain 8da4w 31.39; scale max(-min/8, max/7)
     (SYMMETRIC_NO_CLIPPING_ERR) 26.80; Q4_1 grid kept 20.71; and int8 lm_head 19.11; lm_head fp32 19.00 (the rest:
     int8 activations, int8 embedding); int8 block constants instead of fp32 19.09.
+    `rounding` "hqq": the int4 scales of Linears not on a kept source grid are chosen by torchao's HQQ scale-only
+    (SmolLM2 without its source grid, int8 lm_head, PyTorch: 27.92 with absmax scales, 25.35 with HQQ).
+    `fuse`: merge q/k/v and gate/up first (edgekd.llm.fuse; for the .pte's direct attention forward), after the
+    source grid is split by module name; it changes no quantized weight.
     """
     import torch
     from torchao.quantization import MappingType, quantize_
@@ -62,6 +67,10 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
                                       "layers_max_abs_error": errors, "block_offsets": block_offsets}
         else:
             details["source_grid"] = f"not kept: {len(aligned)} Q4_1 Linears, group_size {group_size} (needs 32)"
+    if fuse:
+        from .fuse import fuse_projections
+
+        details["fused_projections"] = fuse_projections(q)
     if embedding_quant != "none":
         # padding_idx only masks gradients, but it adds an argument to aten.embedding, and then ExecuTorch's quant
         # fusion does not rewrite dequantize_affine -> embedding into quantized_decomposed.embedding_byte
@@ -70,7 +79,8 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
             if isinstance(mod, torch.nn.Embedding):
                 mod.padding_idx = None
     details["embedding"] = "fp32"
-    for rule in rules_8da4w(hidden, group_size, embedding_quant, lm_head_bits, mapping, block_offsets):
+    for rule in rules_8da4w(hidden, group_size, embedding_quant, lm_head_bits, mapping, block_offsets,
+                            hqq=rounding == "hqq" and mapping == MappingType.SYMMETRIC):
         quantize_(q, rule.config, filter_fn=rule.applies)
         details[rule.kind] = rule.description
     return q, details
@@ -78,9 +88,10 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
 
 def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", group_size: int = 32,
                embedding_quant: str = "int8", gguf: Path | None = None, lm_head_bits: int | None = None,
-               block_offsets: str = "int8") -> dict:
+               block_offsets: str = "int8", fuse: bool = True, rounding: str = "affine") -> dict:
     """Static-KV-cache .pte lowered to XNNPACK; prefill length is dynamic up to max_seq_len - 1. `gguf`,
-    `lm_head_bits` and `block_offsets`: see quantize_8da4w."""
+    `lm_head_bits`, `block_offsets`, `fuse` (q/k/v and gate/up as one GEMM each) and `rounding`: see
+    quantize_8da4w."""
     import torch
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
@@ -89,15 +100,22 @@ def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", gr
 
     import executorch.kernels.quantized  # noqa: F401 - out variants of quantized_decomposed embedding ops
 
-    details: dict = {"max_seq_len": max_seq_len, "kv_cache": "static", "delegate": "xnnpack"}
-    if precision == "8da4w":
-        model, qdetails = quantize_8da4w(model, group_size, embedding_quant, gguf, lm_head_bits, block_offsets)
-        details.update(qdetails)
-    elif precision != "fp32":
-        raise EdgekdError(f"unknown .pte precision {precision!r}", key="llm.pte_variants", hint="allowed: fp32, 8da4w")
+    from .fuse import fuse_projections
     from .pte_decoder import build_decoder
 
-    decoder, how = build_decoder(copy.deepcopy(model) if precision == "fp32" else model, max_seq_len)
+    details: dict = {"max_seq_len": max_seq_len, "kv_cache": "static", "delegate": "xnnpack"}
+    if precision == "8da4w":
+        model, qdetails = quantize_8da4w(model, group_size, embedding_quant, gguf, lm_head_bits, block_offsets, fuse,
+                                         rounding)
+        details.update(qdetails)
+    elif precision == "fp32":
+        model = copy.deepcopy(model)
+        if fuse:
+            details["fused_projections"] = fuse_projections(model)
+    else:
+        raise EdgekdError(f"unknown .pte precision {precision!r}", key="llm.pte_variants", hint="allowed: fp32, 8da4w")
+
+    decoder, how = build_decoder(model, max_seq_len)
     details["attention"] = (f"llama::custom_sdpa over a [1, max_len, kv_heads, head_dim] cache (llama::update_cache); "
                             f"{how}")
     seq = torch.export.Dim("seq", min=1, max=max_seq_len - 1)
@@ -127,32 +145,6 @@ def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", gr
     return details
 
 
-def _onnx_wrapper(model):
-    import torch
-    from transformers import DynamicCache
-
-    layers, _, _ = kv_shape(model.config)
-
-    class WithPast(torch.nn.Module):
-        """Flat tensors in and out so ONNX sees past/present key/values as graph inputs/outputs."""
-
-        def __init__(self, lm):
-            super().__init__()
-            self.lm = lm
-
-        def forward(self, input_ids, position_ids, *past):
-            cache = DynamicCache(config=self.lm.config)
-            for i in range(layers):
-                cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.lm(input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True)
-            present = []
-            for layer in out.past_key_values.layers:
-                present += [layer.keys, layer.values]
-            return (out.logits, *present)
-
-    return WithPast(model).eval()
-
-
 def onnx_io_names(config) -> tuple[list[str], list[str]]:
     layers, _, _ = kv_shape(config)
     past = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
@@ -160,12 +152,19 @@ def onnx_io_names(config) -> tuple[list[str], list[str]]:
     return ["input_ids", "position_ids", *past], ["logits", *present]
 
 
-def export_onnx_fp32(model, path: Path, max_seq_len: int, opset: int = 18) -> dict:
-    """torch.onnx.export(dynamo=True) with dynamic sequence and past lengths; one file (external_data=False)."""
+def export_onnx_fp32(model, path: Path, max_seq_len: int, opset: int = 18, attention: str = "gqa") -> dict:
+    """torch.onnx.export(dynamo=True) with dynamic sequence and past lengths; one file (external_data=False).
+    `attention`: edgekd.llm.onnx_decoder ("gqa": onnxruntime's GroupQueryAttention; "standard": standard ops)."""
     import torch
 
+    from .onnx_decoder import build_onnx_decoder
+
+    from .fuse import fuse_projections
+
     layers, kv_heads, head_dim = kv_shape(model.config)
-    wrapper = _onnx_wrapper(model)
+    model = copy.deepcopy(model)
+    fused = fuse_projections(model) if attention == "gqa" else None  # fewer, larger MatMuls; the forward splits
+    wrapper = build_onnx_decoder(model, attention)
     inputs, outputs = onnx_io_names(model.config)
     ids = torch.zeros((1, 4), dtype=torch.long)
     pos = torch.arange(3, 7)[None]
@@ -192,8 +191,11 @@ def export_onnx_fp32(model, path: Path, max_seq_len: int, opset: int = 18) -> di
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    how = ("com.microsoft GroupQueryAttention (onnxruntime contrib op)" if attention == "gqa" else
+           "transformers' attention in standard ONNX ops")
     return {"opset": opset, "kv_cache": "past/present inputs and outputs", "layers": layers,
-            "kv_heads": kv_heads, "head_dim": head_dim, "precision": "fp32"}
+            "kv_heads": kv_heads, "head_dim": head_dim, "precision": "fp32", "attention": how,
+            "fused_projections": fused}
 
 
 def _module_of(node) -> str:
@@ -201,7 +203,7 @@ def _module_of(node) -> str:
     return _scope(node).split("/")[0]
 
 
-INT4_GRIDS = ("source", "symmetric")
+INT4_GRIDS = ("source", "symmetric", "hqq")
 
 
 def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "source", gguf: Path | None = None,
@@ -212,7 +214,8 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
     grid "source": each weight keeps the grid its GGUF source already has (edgekd.llm.gguf_source; Q4_1 -> 4-bit
     min/max affine in blocks of 32, exact), min/max affine when there is no GGUF; the tied lm_head is quantized to
     `lm_head_bits` when set (8 reproduces a Q8_0 embedding). grid "symmetric": onnxruntime's
-    MatMulNBitsQuantizer, symmetric per block (before: SmolLM2 perplexity 18.63 -> 23.88).
+    MatMulNBitsQuantizer, symmetric per block (before: SmolLM2 perplexity 18.63 -> 23.88). grid "hqq": symmetric
+    codes with HQQ-optimized scales (edgekd.quant.nbits "hqq", the .pte's rounding too), for sources without a grid.
     accuracy_level 4: int8 activations per block inside the kernel (VNNI / AVX2 int8 dot products); 0: fp32.
     embedding_bits 8 (grid "source"): the token embedding becomes GatherBlockQuantized, 8-bit symmetric per block
     (exact on a Q8_0 table), sharing its codes with an 8-bit tied lm_head.
@@ -246,14 +249,17 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
             tied = b in producers and producers[b].op_type == "Transpose" and producers[b].input[0] in weights
             if b in weights or tied:
                 modules[node.name] = _module_of(node)
-        plan, why = source_grids(modules, Path(gguf) if gguf else None, block_size, "affine-min", lm_head_bits)
+        plan, why = source_grids(modules, Path(gguf) if gguf and grid == "source" else None, block_size,
+                                 "hqq" if grid == "hqq" else "affine-min", lm_head_bits)
         scopes = {n.name: _module_of(n) for n in model.graph.node if n.op_type == "Gather"}
         report = matmul_nbits_from_plan(model, plan, accuracy_level, embedding_bits, block_size)
         modules.update({n: scopes[n] for n in report if n not in why})
         why.update({n: "token embedding: 8-bit symmetric (GGUF Q8_0's grid)" for n in report if n not in why})
         with atomic_path(Path(dst)) as tmp:
             onnx.save_model(model, str(tmp))
-        details["method"] = ("MatMulNBits weight-only on the source's grid: GGUF Q4_1 -> 4-bit min/max affine "
+        details["method"] = ("MatMulNBits weight-only, symmetric codes with HQQ-optimized block scales (torchao "
+                             f"HQQ scale-only), block {block_size}" if grid == "hqq" else
+                             "MatMulNBits weight-only on the source's grid: GGUF Q4_1 -> 4-bit min/max affine "
                              "(scale d, minimum added per block beside the kernel), Q8_0 -> 8-bit symmetric; block "
                              f"{block_size}" + (f"; source {Path(gguf).name}" if gguf else "; no GGUF source"))
         details["layers"] = {modules[n]: {**r, "why": why[n]} for n, r in report.items()}
@@ -317,7 +323,7 @@ def gated_mlp_outputs(model) -> list:
             return False
         if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights:
             return True
-        return node.op_type in ("Mul", "Sigmoid", "Gelu", "Tanh", "Erf", "Div", "Add") and any(
+        return node.op_type in ("Mul", "Sigmoid", "Gelu", "Tanh", "Erf", "Div", "Add", "Split") and any(
             from_weight_matmul(i, depth - 1) for i in node.input)
 
     found = []
@@ -349,7 +355,7 @@ def quantize_onnx_int8(src: Path, dst: Path) -> dict:
               "MatMul_left_float": sum(n.op_type == "MatMul" for n in out.graph.node)}
     left = {"gated-MLP output projection: massive activations, one activation scale per tensor":
             [_scope(n) for n in keep],
-            "no constant weight (attention scores and values; the lm_head tied to the embedding reads it through "
-            "a Transpose)": [_scope(n) for n in other_float]}
+            "no constant weight (the lm_head tied to the embedding reads it through a Transpose; attention scores "
+            "and values when the attention is in standard ops)": [_scope(n) for n in other_float]}
     return {"precision": "int8", "method": INT8_METHOD, "weights": "s8 per channel, reduce_range (7-bit)",
             **counts, "left_float": left}

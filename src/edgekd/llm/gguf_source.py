@@ -28,6 +28,23 @@ def gguf_tensor_types(path: Path) -> dict[str, str]:
     return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
 
 
+# Projections edgekd.llm.fuse.fuse_projections merges into one weight (rows concatenated): their GGUF tensors.
+_FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+          "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
+
+
+def gguf_type(module: str, types: dict[str, str]) -> tuple[str | None, str | None]:
+    """(GGUF tensor name(s), type) of HF `module`'s weight; a fused projection has its parts' type when they all
+    share one (rows are concatenated, so each row keeps its block grid), else None."""
+    m = re.fullmatch(r"(model\.layers\.\d+)\.(.+)", module)
+    if m and m.group(2) in _FUSED:
+        names = [gguf_name(f"{m.group(1)}.{part}", types) for part in _FUSED[m.group(2)]]
+        kinds = {types.get(n) for n in names}
+        return "+".join(n for n in names if n), (kinds.pop() if len(kinds) == 1 else None)
+    name = gguf_name(module, types)
+    return name, types.get(name) if name else None
+
+
 def gguf_name(module: str, types: dict[str, str]) -> str | None:
     """The GGUF tensor holding the weight of HF `module` ('model.layers.3.mlp.down_proj' -> 'blk.3.ffn_down.weight';
     'lm_head' -> 'output.weight', or 'token_embd.weight' when the file ties them)."""
@@ -53,8 +70,7 @@ def source_grids(modules: dict[str, str], gguf_path: Path | None, block: int, de
         is_head = module == "lm_head"
         if is_head and not lm_head_bits:
             continue
-        name = gguf_name(module, types) if types else None
-        kind = types.get(name) if name else None
+        name, kind = gguf_type(module, types) if types else (None, None)
         bits = lm_head_bits if is_head else 4
         if kind in ALIGNED and ALIGNED[kind][0] == bits:  # a Q8_0 projection in an int4 file: 4 bits, said so
             plan[node] = ALIGNED[kind]

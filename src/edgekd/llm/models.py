@@ -21,6 +21,36 @@ def kv_shape(config) -> tuple[int, int, int]:
     return config.num_hidden_layers, kv_heads, head_dim
 
 
+def rotary_attention_modules(model) -> list[tuple[object, object]]:
+    """[(attention module, its architecture's apply_rotary_pos_emb)] when every attention module of `model` is a
+    standard rotary one (q/k/v/o projections, or q/k/v fused into qkv_proj by edgekd.llm.fuse; no q/k norms),
+    else []: the modules both exporters may give their own forward (.pte: ExecuTorch's kernels, ONNX:
+    onnxruntime's GroupQueryAttention); others keep transformers' forward."""
+    import sys
+
+    modules = [m for m in model.modules() if all(hasattr(m, a) for a in ("o_proj", "layer_idx", "head_dim", "scaling"))
+               and (hasattr(m, "qkv_proj") or all(hasattr(m, a) for a in ("q_proj", "k_proj", "v_proj")))]
+    rope = [getattr(sys.modules[type(m).__module__], "apply_rotary_pos_emb", None) for m in modules]
+    if not modules or any(r is None for r in rope) or any(hasattr(m, "q_norm") for m in modules):
+        return []
+    return list(zip(modules, rope))
+
+
+def rotary_qkv(attn, rope, hidden_states, position_embeddings):
+    """Queries, keys and values of a module from rotary_attention_modules, each [b, s, heads, d], rotary applied on
+    axis 2 (the layout ExecuTorch's kernels and GroupQueryAttention take): the first half of both exporters' own
+    attention forwards. Same arithmetic as transformers' forward."""
+    b, s, _ = hidden_states.shape
+    if hasattr(attn, "qkv_proj"):
+        q, k, v = attn.qkv_proj(hidden_states).split(attn.qkv_sizes, -1)
+    else:
+        q, k, v = attn.q_proj(hidden_states), attn.k_proj(hidden_states), attn.v_proj(hidden_states)
+    q, k, v = (t.reshape(b, s, -1, attn.head_dim) for t in (q, k, v))
+    cos, sin = position_embeddings
+    q, k = rope(q, k, cos, sin, unsqueeze_dim=2)
+    return q, k, v
+
+
 def cache_root() -> Path:
     """EDGEKD_CACHE, else ~/.cache/edgekd: where converted models live between runs."""
     return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))

@@ -44,13 +44,11 @@ def _direct_forward(attn, rope):
     on the attention-function path). Same arithmetic as transformers' forward, rotary applied on axis 2."""
     import torch
 
+    from .models import rotary_qkv
+
     def forward(hidden_states, position_embeddings=None, attention_mask=None, past_key_values=None, **kwargs):
         b, s, _ = hidden_states.shape
-        q = attn.q_proj(hidden_states).view(b, s, -1, attn.head_dim)
-        k = attn.k_proj(hidden_states).view(b, s, -1, attn.head_dim)
-        v = attn.v_proj(hidden_states).view(b, s, -1, attn.head_dim)
-        cos, sin = position_embeddings
-        q, k = rope(q, k, cos, sin, unsqueeze_dim=2)
+        q, k, v = rotary_qkv(attn, rope, hidden_states, position_embeddings)
         start = kwargs["edgekd_start_pos"]
         key_cache, value_cache = past_key_values.write(attn.layer_idx, k, v)
         out = torch.ops.llama.custom_sdpa(q, key_cache, value_cache, start, None, 0.0, True, attn.scaling)
@@ -62,15 +60,11 @@ def _direct_forward(attn, rope):
 def _use_direct_forward(model) -> int:
     """Give every standard attention module the direct forward; returns how many got it (0: the model keeps
     transformers' forward with the registered attention function, e.g. attention with q/k norms)."""
-    import sys
+    from .models import rotary_attention_modules
 
-    modules = [m for m in model.modules() if all(hasattr(m, a) for a in ("q_proj", "k_proj", "v_proj", "o_proj",
-                                                                          "layer_idx", "head_dim", "scaling"))]
-    rope = [getattr(sys.modules[type(m).__module__], "apply_rotary_pos_emb", None) for m in modules]
-    if not modules or any(r is None for r in rope) or any(hasattr(m, "q_norm") for m in modules):
-        return 0
-    for module, fn in zip(modules, rope):
-        module.forward = _direct_forward(module, fn)
+    modules = rotary_attention_modules(model)
+    for module, rope in modules:
+        module.forward = _direct_forward(module, rope)
     return len(modules)
 
 
@@ -96,6 +90,8 @@ def build_decoder(model, max_len: int, direct: bool = True):
     for mod in model.modules():  # some architectures copy the config per module
         if getattr(mod, "config", None) is not None and mod.config is not model.config:
             mod.config._attn_implementation = ATTENTION
+    if not direct and any(hasattr(m, "qkv_proj") for m in model.modules()):
+        raise RuntimeError("fused q/k/v projections (fuse_projections) need direct=True")
     direct_modules = _use_direct_forward(model) if direct else 0
     how = (f"direct: {direct_modules} attention modules in [b, s, heads, d]" if direct_modules else
            "transformers' attention modules with the registered attention function")

@@ -25,11 +25,12 @@ def embedding_group(hidden: int, group_size: int) -> int:
 
 
 def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8", lm_head_bits: int | None = None,
-                mapping=None, block_offsets: str = "int8") -> list[Rule]:
+                mapping=None, block_offsets: str = "int8", hqq: bool = False) -> list[Rule]:
     """int8 dynamic per-token activations with int4 weights per group on every nn.Linear (the lm_head at int8 per
     output channel with `lm_head_bits` 8: XNNPACK's groups are 4-bit only), weight-only nn.Embedding. `mapping`:
     torchao's MappingType for the int4 scales (SYMMETRIC unless a source grid asks otherwise). `block_offsets`:
-    the precision of a source grid's per-block constants (edgekd.llm.gguf_source BlockOffsetLinear.offsets)."""
+    the precision of a source grid's per-block constants (edgekd.llm.gguf_source BlockOffsetLinear.offsets).
+    `hqq`: int4 scales by torchao's HQQ scale-only instead of absmax (symmetric mapping only)."""
     import torch
     from torch import nn
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, MappingType
@@ -41,10 +42,18 @@ def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8"
     def is_offsets(mod) -> bool:
         return getattr(mod, "edgekd_block_offsets", False)
 
+    extra = {}
+    if hqq:
+        from torchao.quantization.quantize_.workflows.intx.intx_choose_qparams_algorithm import (
+            IntxChooseQParamsAlgorithm,
+        )
+
+        extra["intx_choose_qparams_algorithm"] = IntxChooseQParamsAlgorithm.HQQ_SCALE_ONLY
+    scales = "HQQ scale-only" if hqq else mapping.name.lower()
     rules = [Rule("linear", Int8DynamicActivationIntxWeightConfig(
-        weight_dtype=torch.int4, weight_granularity=PerGroup(group_size), weight_mapping_type=mapping),
+        weight_dtype=torch.int4, weight_granularity=PerGroup(group_size), weight_mapping_type=mapping, **extra),
         lambda mod, fqn: type(mod) is nn.Linear and not (separate_head and fqn == "lm_head") and not is_offsets(mod),
-        f"8da4w (int8 dynamic activations, int4 weights, group {group_size}, {mapping.name.lower()} scales)")]
+        f"8da4w (int8 dynamic activations, int4 weights, group {group_size}, {scales} scales)")]
     if separate_head:
         rules.append(Rule("lm_head", Int8DynamicActivationIntxWeightConfig(
             weight_dtype=torch.int8, weight_granularity=PerAxis(0)),

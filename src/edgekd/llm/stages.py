@@ -52,7 +52,8 @@ def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
         for precision in cfg.pte_variants:
             path = out / f"{name}.{precision}.pte"
             details = llm_export.export_pte(model, path, cfg.max_seq_len, precision, cfg.group_size,
-                                            cfg.embedding_quant, gguf, cfg.lm_head_bits, cfg.block_offsets)
+                                            cfg.embedding_quant, gguf, cfg.lm_head_bits, cfg.block_offsets,
+                                            rounding="hqq" if cfg.int4_grid == "hqq" else "affine")
             _add(ctx, path, "pte", "executorch", precision, details, reference=precision == "fp32")
             _tick(ctx)
     else:
@@ -63,7 +64,7 @@ def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
     if cfg.onnx_variants:
         fp32_path = out / f"{name}.fp32.onnx"
         details = llm_export.export_onnx_fp32(model, fp32_path, cfg.max_seq_len,
-                                              opset=ctx.recipe.stages.export.opset)
+                                              opset=ctx.recipe.stages.export.opset, attention=cfg.onnx_attention)
         _tick(ctx)
         if "fp32" in cfg.onnx_variants:
             _add(ctx, fp32_path, "onnx", "onnxruntime", "fp32", details, reference=True)
