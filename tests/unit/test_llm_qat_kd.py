@@ -242,3 +242,15 @@ def test_qat_check_needs_train_windows_not_a_teacher(tmp_path):
     with pytest.raises(EdgekdError) as err:
         qat_stage.check(ctx, ctx.recipe.stages.qat)
     assert err.value.key == "data.train_samples"
+
+
+def test_qat_check_refuses_hqq_scales_it_does_not_train(tmp_path):
+    """QAT-KD fake-quantizes with absmax int4 scales: exporting HQQ scales afterwards would undo what it trained."""
+    from edgekd.stages import qat as qat_stage
+
+    ctx = llm_context(tmp_path, train_samples=0)
+    ctx.model = None
+    ctx.recipe = ctx.recipe.model_copy(update={"llm": ctx.recipe.llm.model_copy(update={"int4_grid": "hqq"})})
+    with pytest.raises(EdgekdError, match="absmax") as err:
+        qat_stage.check(ctx, ctx.recipe.stages.qat)
+    assert err.value.key == "llm.int4_grid" and "symmetric" in err.value.hint

@@ -157,9 +157,8 @@ def export_onnx_fp32(model, path: Path, max_seq_len: int, opset: int = 18, atten
     `attention`: edgekd.llm.onnx_decoder ("gqa": onnxruntime's GroupQueryAttention; "standard": standard ops)."""
     import torch
 
-    from .onnx_decoder import build_onnx_decoder
-
     from .fuse import fuse_projections
+    from .onnx_decoder import build_onnx_decoder
 
     layers, kv_heads, head_dim = kv_shape(model.config)
     model = copy.deepcopy(model)

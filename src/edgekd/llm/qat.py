@@ -125,6 +125,10 @@ def quantized_perplexity(model, ctx: Context) -> float:
 
 def check(ctx: Context, cfg) -> None:
     """Before anything loads: a train split is needed; a teacher is optional (the fp32 model teaches itself)."""
+    if ctx.recipe.llm is not None and ctx.recipe.llm.int4_grid == "hqq":
+        raise EdgekdError("QAT-KD trains against torchao's absmax int4 scales; llm.int4_grid hqq would export other "
+                          "scales than the trained ones", file=str(ctx.recipe_path), key="llm.int4_grid",
+                          hint="with stages.qat use int4_grid symmetric or source")
     if ctx.recipe.data.train_samples < 2:
         raise EdgekdError("QAT-KD of a causal LM needs train windows", file=str(ctx.recipe_path),
                           key="data.train_samples", hint="set data.train_samples >= 2 (windows of data.seq_len "
