@@ -36,6 +36,14 @@ def rotary_attention_modules(model) -> list[tuple[object, object]]:
     return list(zip(modules, rope))
 
 
+def use_attention_implementation(model, name: str) -> None:
+    """Point every config of `model` at transformers' registered attention `name` (some architectures copy the config
+    per module, so setting the top one is not enough)."""
+    for mod in model.modules():
+        if getattr(mod, "config", None) is not None:
+            mod.config._attn_implementation = name
+
+
 def rotary_qkv(attn, rope, hidden_states, position_embeddings):
     """Queries, keys and values of a module from rotary_attention_modules, each [b, s, heads, d], rotary applied on
     axis 2 (the layout ExecuTorch's kernels and GroupQueryAttention take): the first half of both exporters' own

@@ -82,7 +82,7 @@ def build_onnx_decoder(model, attention: str = "gqa"):
 
     from edgekd.errors import EdgekdError
 
-    from .models import kv_shape, rotary_attention_modules
+    from .models import kv_shape, rotary_attention_modules, use_attention_implementation
 
     layers, _, _ = kv_shape(model.config)
     if attention not in ATTENTIONS:
@@ -98,9 +98,7 @@ def build_onnx_decoder(model, attention: str = "gqa"):
             raise EdgekdError(f"onnxruntime GroupQueryAttention export: {reason}", key="llm.onnx_attention",
                               hint="set llm.onnx_attention: standard (transformers' attention in standard ONNX ops)")
         AttentionInterface.register(_NO_MASK, lambda *a, **k: None)
-        for mod in [model, *model.modules()]:  # some architectures copy the config per module
-            if getattr(mod, "config", None) is not None:
-                mod.config._attn_implementation = _NO_MASK
+        use_attention_implementation(model, _NO_MASK)
         for module, rope in modules:
             module.forward = _gqa_forward(module, rope)
 

@@ -76,7 +76,7 @@ def build_decoder(model, max_len: int, direct: bool = True):
 
     from edgekd.errors import EdgekdError
 
-    from .models import kv_shape
+    from .models import kv_shape, use_attention_implementation
 
     windows = {getattr(m, "sliding_window", None) for m in model.modules()} - {None}
     if windows and min(windows) < max_len:
@@ -86,10 +86,7 @@ def build_decoder(model, max_len: int, direct: bool = True):
         raise EdgekdError("attention logit soft-capping is not computed by ExecuTorch's custom_sdpa kernel",
                           key="llm.pte_variants", hint="export this model to ONNX only (llm.pte_variants: [])")
     register_attention()
-    model.config._attn_implementation = ATTENTION
-    for mod in model.modules():  # some architectures copy the config per module
-        if getattr(mod, "config", None) is not None and mod.config is not model.config:
-            mod.config._attn_implementation = ATTENTION
+    use_attention_implementation(model, ATTENTION)
     if not direct and any(hasattr(m, "qkv_proj") for m in model.modules()):
         raise RuntimeError("fused q/k/v projections (fuse_projections) need direct=True")
     direct_modules = _use_direct_forward(model) if direct else 0
