@@ -32,6 +32,8 @@ def test_every_backend_declares_every_field(name: str) -> None:
     assert b.text_activations in record.ACTIVATION_MODES
     assert {b.onnx_mode_images, b.onnx_mode_text} <= set(record.ONNX_MODES)
     assert b.onnx_verify in record.ONNX_VERIFY
+    assert b.qdq_activation_type in record.QDQ_ACTIVATION_TYPES
+    assert b.quantizer != "symmetric" or b.qdq_activation_type == "int8", "zero point 0 is an int8 zero point"
     assert isinstance(b.onnx_graph_passes, tuple) and set(b.onnx_graph_passes) <= set(record.ONNX_GRAPH_PASSES)
     assert not b.onnx_graph_passes or b.device_runtime == "onnxruntime", "contrib ops run only in onnxruntime"
 

@@ -24,6 +24,7 @@ BACKEND = Backend(
     onnx_mode_text="ort_dynamic",  # per-token ranges: cosine 0.991 on MiniLM
     onnx_verify="as-written",  # the target is an ARM phone, not this host's x86 int8 kernels
     onnx_graph_passes=(),  # its ONNX is the portable one: standard ops only
+    qdq_activation_type="uint8",  # the same values as int8; onnxruntime fuses uint8 on x86 (record.py)
     optimization_profile=False,
     causal_lm_formats=("pte", "onnx"),  # 8da4w .pte; int4/int8 ONNX for portability
 )

@@ -17,6 +17,7 @@ BACKEND = Backend(
     onnx_mode_text="ort_dynamic",
     onnx_verify="target-isa",
     onnx_graph_passes=("ort-attention-fusion", "ort-unfused-layernorm"),  # edgekd/export/ort_graph.py
+    qdq_activation_type="uint8",  # what onnxruntime's x86 kernels fuse (record.py QDQ_ACTIVATION_TYPES)
     optimization_profile=False,
     causal_lm_formats=("onnx",),  # int4 MatMulNBits / int8 dynamic ONNX with past key/values
 )

@@ -24,6 +24,10 @@ ONNX_VERIFY = ("as-written", "target-isa")
 # Graph passes on the fp32 ONNX before quantization (edgekd/export/ort_graph.py GRAPH_PASSES): onnxruntime's contrib
 # fused ops, so only for a backend whose device runs onnxruntime; a portable or TensorRT ONNX keeps standard ops.
 ONNX_GRAPH_PASSES = ("ort-attention-fusion", "ort-unfused-layernorm")
+# How a PT2E Q/DQ ONNX stores activations (edgekd/export/qdq_onnx.py): the same real values either way. onnxruntime
+# on x86 fuses DQ -> Conv/Add -> Q into QLinearConv/QLinearAdd only for uint8 activations where a tensor feeds
+# several nodes (its s8 -> u8 conversion skips those, e.g. every residual add's input); TensorRT takes int8 only.
+QDQ_ACTIVATION_TYPES = ("int8", "uint8")
 PRECISIONS = ("int8", "int4", "fp16", "fp32")
 ACTIVATION_MODES = ("static", "dynamic")
 
@@ -43,5 +47,6 @@ class Backend:
     onnx_mode_text: str                 # ... and for text encoders (input_ids)
     onnx_verify: str                    # one of ONNX_VERIFY
     onnx_graph_passes: tuple[str, ...]  # ONNX_GRAPH_PASSES run on the fp32 ONNX before quantization; () = none
+    qdq_activation_type: str            # one of QDQ_ACTIVATION_TYPES: activations of a PT2E Q/DQ ONNX
     optimization_profile: bool          # batch/sequence axes stay dynamic through quantization (TensorRT profiles)
     causal_lm_formats: tuple[str, ...]  # KV-cache exports of a causal LM (edgekd/llm/stages.py); () = not supported

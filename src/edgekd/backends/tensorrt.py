@@ -20,6 +20,7 @@ BACKEND = Backend(
     onnx_mode_text="pt2e",
     onnx_verify="as-written",  # the target is a Jetson, not this host's x86 int8 kernels
     onnx_graph_passes=(),  # TensorRT parses standard ONNX ops, not onnxruntime's contrib ops
+    qdq_activation_type="int8",  # explicit quantization: int8 with zero point 0
     optimization_profile=True,
     causal_lm_formats=(),  # a KV-cache TensorRT engine (TensorRT-LLM) is not built by edgekd
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgekd.errors import EdgekdError
@@ -33,8 +34,10 @@ DYNAMO_MIN_OPSET = 18
 # --------------------------------------------------------------------------------------------- export
 def export_qdq_onnx(converted: torch.fx.GraphModule, example_inputs: tuple, path: Path, *, input_names: list[str],
                     output_names: list[str], dynamic_axes: dict, opset: int = 18, shapes: dict | None = None,
-                    lint: bool = True, polygraphy: bool = True) -> dict:
+                    lint: bool = True, polygraphy: bool = True, activation_type: str = "int8") -> dict:
     """Export `converted` (convert_pt2e output) to a Q/DQ ONNX at `path`; returns counts, rewrites and lint summary.
+    `activation_type` "uint8" stores asymmetric int8 activations as uint8 (activations_as_uint8; the backend
+    record's qdq_activation_type).
 
     `dynamic_axes` is {input_name: {axis: dim_name}}. The converted model must itself have been exported with those
     axes dynamic (prepare with `dynamic_shapes`); a model specialised to the example shapes exports static, and the
@@ -59,6 +62,8 @@ def export_qdq_onnx(converted: torch.fx.GraphModule, example_inputs: tuple, path
                               key="tensorrt.opset", hint="use 18 (dynamo) or 13..17 (TorchScript path)")
         renamed = make_names_unique(model)
         model, rewrites = rewrite_for_tensorrt(model)
+        if activation_type == "uint8":
+            activations_as_uint8(model, rewrites)
         rewrites += renamed
         if rewrites:  # the exporter's value_info describes the graph before the rewrites (e.g. padded shapes)
             used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
@@ -82,6 +87,44 @@ def export_qdq_onnx(converted: torch.fx.GraphModule, example_inputs: tuple, path
 
         details["lint"] = lint_onnx(path, "tensorrt", shapes=shapes, polygraphy=polygraphy).summary()
     return details
+
+
+def activations_as_uint8(model, rewrites: list) -> None:
+    """Every Q whose zero point is an int8 scalar, with only DQ consumers, becomes a uint8 Q/DQ pair with the zero
+    point + 128: the same real values (q + 128 - (z + 128) = q - z, and the clamp range moves with it). onnxruntime's
+    x86 QDQ fusion needs uint8 activations; its own s8 -> u8 conversion skips a Q read by several DQs (a residual
+    add's input), which left 14 of EfficientNet-Lite0's 47 int8 convs and all 9 adds in float between Q/DQ pairs.
+    Weights (DQ of an initializer) stay int8, as onnxruntime's u8 x s8 kernels take them."""
+    from onnx import numpy_helper
+
+    from edgekd.lint.graph import index_graph
+
+    idx = index_graph(model, infer_types=False)
+    made: dict[str, str] = {}
+    count = 0
+    for q in list(model.graph.node):
+        if q.op_type != "QuantizeLinear" or len(q.input) < 3 or q.output[0] in idx.graph_outputs:
+            continue
+        zero = idx.const(q.input[2])
+        dqs = idx.users(q.output[0])
+        if zero is None or zero.dtype != np.int8 or zero.size != 1 or not dqs:
+            continue
+        if any(d.op_type != "DequantizeLinear" or len(d.input) < 3 or d.input[0] != q.output[0] for d in dqs):
+            continue
+        if any((z := idx.const(d.input[2])) is None or z.dtype != np.int8 or int(z.reshape(-1)[0]) !=
+               int(zero.reshape(-1)[0]) for d in dqs):
+            continue
+        for node in (q, *dqs):
+            name = node.input[2]
+            if name not in made:
+                made[name] = f"{name}_uint8"
+                value = (idx.const(name).astype(np.int16) + 128).astype(np.uint8)
+                model.graph.initializer.append(numpy_helper.from_array(value, made[name]))
+            node.input[2] = made[name]
+        count += 1
+    if count:  # export_qdq_onnx re-infers value_info after any rewrite (the Q outputs' type changed)
+        rewrites.append({"rewrite": "activations_as_uint8", "node": f"{count} Q/DQ pairs",
+                         "detail": "int8 zero point z -> uint8 z + 128 (same values; onnxruntime's x86 QDQ fusion)"})
 
 
 def dynamic_shapes_for_axes(dynamic_axes: dict, input_names: list[str], example_inputs: tuple):

@@ -1,12 +1,15 @@
 """Exact ONNX graph rewrites that let TensorRT fuse a Q/DQ graph, applied by export/qdq_onnx.py.
 
-Rewrites (each is exact for zero point 0 and recorded in the returned details):
+Rewrites (each exact, and recorded in the returned details):
 - fold_bias_dq:       int32 bias DequantizeLinear -> float initializer (TensorRT adds bias in float).
 - fold_pad_into_conv: constant zero Pad feeding (Q->DQ->) Conv moves into Conv's pads (EfficientNet's "same"
-                      padding): one less layer and no padded int8 copy; Q(0) == 0 so Q/DQ commute with it.
-- drop_noop_dq_q:     DQ -> Q with the same scale and zero point 0 (left where the exporter removed a view/no-op
-                      between two annotated tensors, e.g. in BERT attention) is the identity on int8 values;
-                      TensorRT would run it as a standalone reformat layer. Consumers read the first Q directly.
+                      padding): one less layer and no padded int8 copy. Q/DQ commute with it at any zero point:
+                      Q(0) is the zero point, which dequantizes to exactly 0. onnxruntime, too, runs a Pad between
+                      DQ and Conv in float and leaves that Conv unfused (not a QLinearConv).
+- drop_noop_dq_q:     DQ -> Q with the same scale, zero point and type (left where the exporter removed a view/no-op
+                      between two annotated tensors, e.g. in BERT attention, or where fold_pad_into_conv took the
+                      Pad between them) is the identity on int8 values; TensorRT would run it as a standalone
+                      reformat layer, onnxruntime as two float passes. Consumers read the first Q directly.
 - fuse_act_qdq:       Conv/Gemm/MatMul -> Q -> DQ -> Relu/Clip -> Q (same scale) drops the inner pair, giving
                       TensorRT's fusable Conv+bias+activation -> Q; Q(act(DQ(Q(x)))) == Q(act(x)) when both Q share
                       the scale and zero point 0 (monotone rounding).
@@ -53,6 +56,20 @@ def rewrite_for_tensorrt(model) -> tuple[object, list[dict]]:
 def _zero(idx, name: str) -> bool:
     value = idx.const(name) if name else np.zeros(1)
     return value is not None and not np.any(value)
+
+
+def _zero_point(idx, node) -> tuple[int | None, np.ndarray | None]:
+    """(ONNX element type, value) of a Q/DQ node's zero point; an omitted one is uint8 0 (the operators' default)."""
+    if len(node.input) < 3 or not node.input[2]:
+        return 2, np.zeros(1, dtype=np.uint8)  # 2: UINT8
+    return idx.const_dtype(node.input[2]), idx.const(node.input[2])
+
+
+def _same_zero_point(idx, dq, q) -> bool:
+    """DQ and Q agree on the zero point's type and value, so Q(DQ(v)) == v for every code v."""
+    (t1, z1), (t2, z2) = _zero_point(idx, dq), _zero_point(idx, q)
+    return t1 is not None and t1 == t2 and z1 is not None and z2 is not None and z1.size == 1 and z2.size == 1 \
+        and int(z1.reshape(-1)[0]) == int(z2.reshape(-1)[0])
 
 
 def _remove(model, nodes) -> None:
@@ -116,8 +133,7 @@ def fold_pad_into_conv(model, rewrites: list) -> None:
         for user in users:
             if user.op_type == "Conv":
                 convs.append(user)
-            elif (user.op_type == "QuantizeLinear" and len(user.input) > 2 and _zero(idx, user.input[2])
-                  and user.output[0] not in idx.graph_outputs):
+            elif user.op_type == "QuantizeLinear" and user.output[0] not in idx.graph_outputs:
                 chain.append(user)
                 for dq in idx.users(user.output[0]):
                     if dq.op_type != "DequantizeLinear" or dq.output[0] in idx.graph_outputs:
@@ -197,10 +213,9 @@ def drop_noop_dq_q(model, rewrites: list) -> None:
         if not qs or any(q.op_type != "QuantizeLinear" or q.output[0] in idx.graph_outputs for q in qs):
             continue
         s1 = idx.const(dq.input[1])
-        if s1 is None or s1.size != 1 or not _zero(idx, dq.input[2] if len(dq.input) > 2 else ""):
+        if s1 is None or s1.size != 1 or not all(_same_zero_point(idx, dq, q) for q in qs):
             continue
-        if not all((s2 := idx.const(q.input[1])) is not None and s2.size == 1 and float(s2) == float(s1)
-                   and _zero(idx, q.input[2] if len(q.input) > 2 else "") for q in qs):
+        if not all((s2 := idx.const(q.input[1])) is not None and s2.size == 1 and float(s2) == float(s1) for q in qs):
             continue
         for q in qs:
             for user in idx.users(q.output[0]):

@@ -111,7 +111,7 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
             shapes = lint_shapes(optimization_shapes(ctx.model, ctx.profile))
         details = export_qdq_onnx(quantized, ctx.model.example_inputs, int8_path,
                                   input_names=ctx.model.input_names, output_names=ctx.model.output_names,
-                                  dynamic_axes=axes, shapes=shapes,
+                                  dynamic_axes=axes, shapes=shapes, activation_type=ctx.backend.qdq_activation_type,
                                   opset=(ctx.profile.tensorrt.opset if ctx.profile.tensorrt else cfg.opset))
     else:
         exclude = _plan_exclude(ctx, fp32_path)

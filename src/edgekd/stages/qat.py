@@ -194,7 +194,7 @@ def ptq_baseline(ctx: Context, cfg, skip: list[str], dynamic: bool = False) -> l
             details = export_qdq_onnx(converted, ctx.model.example_inputs, path, input_names=ctx.model.input_names,
                                       output_names=ctx.model.output_names, dynamic_axes=ctx.model.dynamic_axes,
                                       opset=ctx.profile.tensorrt.opset if ctx.profile.tensorrt else export_cfg.opset,
-                                      lint=False, polygraphy=False)
+                                      lint=False, polygraphy=False, activation_type=ctx.backend.qdq_activation_type)
             details["mode"] = "pt2e"
         details.update(role="baseline", calibration_samples=count)
         ctx.artifacts.append(Artifact(name=path.name, path=path, format=fmt, runtime=FORMAT_RUNTIME[fmt],
