@@ -5,6 +5,8 @@ file."""
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import onnx
 import torch
@@ -93,7 +95,8 @@ def test_uint8_activations_keep_the_values_and_fuse_every_conv(tmp_path):
     int8_ops, uint8_ops = _optimized_ops(as_int8, tmp_path), _optimized_ops(as_uint8, tmp_path)
     assert uint8_ops.get("QLinearConv", 0) == 4 and uint8_ops.get("QLinearAdd", 0) == 1, uint8_ops
     assert uint8_ops.get("Conv", 0) == 0 and uint8_ops.get("Add", 0) == 0, uint8_ops
-    assert int8_ops.get("Conv", 0) + int8_ops.get("Add", 0) > 0, int8_ops  # what the uint8 storage fixes
+    if platform.machine().lower() in ("x86_64", "amd64"):  # onnxruntime on ARM fuses int8 activations too
+        assert int8_ops.get("Conv", 0) + int8_ops.get("Add", 0) > 0, int8_ops  # what the uint8 storage fixes
     default = ort_session(as_uint8, 1).run(None, {"image": x})[0]
     cos = float((default * want).sum() / np.linalg.norm(default) / np.linalg.norm(want))
     assert cos >= 0.99, cos
