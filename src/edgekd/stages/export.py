@@ -112,7 +112,9 @@ def _export_onnx(ctx: Context, cfg, fp32, quantized, precision: str) -> None:
         details = export_qdq_onnx(quantized, ctx.model.example_inputs, int8_path,
                                   input_names=ctx.model.input_names, output_names=ctx.model.output_names,
                                   dynamic_axes=axes, shapes=shapes, activation_type=ctx.backend.qdq_activation_type,
-                                  opset=(ctx.profile.tensorrt.opset if ctx.profile.tensorrt else cfg.opset))
+                                  opset=(ctx.profile.tensorrt.opset if ctx.profile.tensorrt else cfg.opset),
+                                  # TensorRT's readiness rules judge only a file TensorRT will parse
+                                  lint=ctx.backend.device_runtime == "tensorrt")
     else:
         exclude = _plan_exclude(ctx, fp32_path)
         from edgekd.quant.ort import ort_quantize
