@@ -1,4 +1,5 @@
-"""Exact ONNX graph rewrites that let TensorRT fuse a Q/DQ graph, applied by export/qdq_onnx.py.
+"""Exact ONNX graph rewrites that let TensorRT (and onnxruntime) fuse a Q/DQ graph, applied by export/qdq_onnx.py
+to every PT2E Q/DQ ONNX.
 
 Rewrites (each exact, and recorded in the returned details):
 - fold_bias_dq:       int32 bias DequantizeLinear -> float initializer (TensorRT adds bias in float).
