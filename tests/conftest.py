@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,17 @@ stages:
 budgets:
   accuracy_drop: 1.0
 """
+
+
+def session_ops(path: Path, folder: Path) -> Counter:
+    """Op types of an ONNX after onnxruntime's session-time optimizations (what a default CPU session runs), read
+    from the optimized graph the session writes into `folder`."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.optimized_model_filepath = str(folder / f"session_{path.name}")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(folder / f"session_{path.name}"), load_external_data=False)
+    return Counter(n.op_type for n in optimized.graph.node)

@@ -18,6 +18,7 @@ from edgekd.export.onnx import export_onnx
 from edgekd.export.ort_graph import attention_shape, canonical_padding_mask, fuse_attention
 from edgekd.models.builtin import text_bundle
 from edgekd.quant.ort import ort_quantize
+from tests.conftest import session_ops
 
 PASSES = ("ort-attention-fusion", "ort-unfused-layernorm")
 # the shared fixture exports a tiny BERT twice and quantizes it: about 30 s on 2 cores
@@ -37,14 +38,6 @@ def _tiny_text_bundle(heads: int = 4):
 
 def _ops(path) -> Counter:
     return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
-
-
-def _session_ops(path, tmp_path) -> Counter:
-    """Op types after onnxruntime's own session-time optimizations (what a default session runs)."""
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / f"session_{path.name}")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return _ops(tmp_path / f"session_{path.name}")
 
 
 def _cosines(path, bundle, rng) -> np.ndarray:
@@ -93,8 +86,8 @@ def test_fused_graph_holds_the_fused_ops_and_computes_the_same(exported, tmp_pat
     assert _cosines(fused, bundle, rng).min() > 0.9999
     # the int8 file quantizes the fused attention; a default session fuses no SkipLayerNormalization into it
     assert _ops(int8)["QAttention"] == 2
-    session_ops = _session_ops(int8, tmp_path)
-    assert session_ops["SkipLayerNormalization"] == 0 and session_ops["LayerNormalization"] >= 5, session_ops
+    ops_in_session = session_ops(int8, tmp_path)
+    assert ops_in_session["SkipLayerNormalization"] == 0 and ops_in_session["LayerNormalization"] >= 5, ops_in_session
     # a random tiny BERT in int8: measured >= 0.99 (AVX-512 VNNI); the padded rows count
     assert _cosines(int8, bundle, rng).min() > 0.95
 
@@ -103,7 +96,7 @@ def test_fused_graph_holds_the_fused_ops_and_computes_the_same(exported, tmp_pat
 def test_session_fuses_skip_layernorm_without_the_pass(exported, tmp_path):
     """The pass is what keeps it out: the plain export gets onnxruntime's SkipLayerNormalization at session time."""
     _bundle, plain, *_ = exported
-    assert _session_ops(plain, tmp_path)["SkipLayerNormalization"] >= 4
+    assert session_ops(plain, tmp_path)["SkipLayerNormalization"] >= 4
 
 
 @SLOW

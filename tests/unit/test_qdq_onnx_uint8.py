@@ -14,6 +14,7 @@ import torch
 from edgekd.export.qdq_onnx import export_qdq_onnx
 from edgekd.quant import pt2e
 from edgekd.runtime.sessions import ort_session
+from tests.conftest import session_ops
 
 # two PT2E exports and three onnxruntime sessions: about 10 s
 
@@ -52,20 +53,6 @@ def _zero_point_types(path) -> dict[str, set[str]]:
     return types
 
 
-def _optimized_ops(path, tmp_path) -> dict[str, int]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    ops: dict[str, int] = {}
-    for node in onnx.load(str(tmp_path / "optimized.onnx"), load_external_data=False).graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    return ops
-
-
 def test_uint8_activations_keep_the_values_and_fuse_every_conv(tmp_path):
     torch.manual_seed(0)
     model = ResidualCnn().eval()
@@ -92,7 +79,7 @@ def test_uint8_activations_keep_the_values_and_fuse_every_conv(tmp_path):
     assert np.abs(exact[1] - want).max() <= 1e-3 * max(1.0, np.abs(want).max())
 
     # onnxruntime's default x86 session: no Conv or Add left in float between Q/DQ pairs
-    int8_ops, uint8_ops = _optimized_ops(as_int8, tmp_path), _optimized_ops(as_uint8, tmp_path)
+    int8_ops, uint8_ops = session_ops(as_int8, tmp_path), session_ops(as_uint8, tmp_path)
     assert uint8_ops.get("QLinearConv", 0) == 4 and uint8_ops.get("QLinearAdd", 0) == 1, uint8_ops
     assert uint8_ops.get("Conv", 0) == 0 and uint8_ops.get("Add", 0) == 0, uint8_ops
     if platform.machine().lower() in ("x86_64", "amd64"):  # onnxruntime on ARM fuses int8 activations too

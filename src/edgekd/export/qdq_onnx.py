@@ -25,7 +25,7 @@ import torch
 
 from edgekd.errors import EdgekdError
 from edgekd.export.onnx import drop_source_traces
-from edgekd.export.tensorrt_rewrites import make_names_unique, rewrite_for_tensorrt
+from edgekd.export.tensorrt_rewrites import make_names_unique, rewrite_for_tensorrt, same_zero_point
 from edgekd.report.atomic import atomic_path
 
 DYNAMO_MIN_OPSET = 18
@@ -109,10 +109,8 @@ def activations_as_uint8(model, rewrites: list) -> None:
         dqs = idx.users(q.output[0])
         if zero is None or zero.dtype != np.int8 or zero.size != 1 or not dqs:
             continue
-        if any(d.op_type != "DequantizeLinear" or len(d.input) < 3 or d.input[0] != q.output[0] for d in dqs):
-            continue
-        if any((z := idx.const(d.input[2])) is None or z.dtype != np.int8 or int(z.reshape(-1)[0]) !=
-               int(zero.reshape(-1)[0]) for d in dqs):
+        if any(d.op_type != "DequantizeLinear" or len(d.input) < 3 or d.input[0] != q.output[0]
+               or not same_zero_point(idx, d, q) for d in dqs):
             continue
         for node in (q, *dqs):
             name = node.input[2]

@@ -66,7 +66,7 @@ def _zero_point(idx, node) -> tuple[int | None, np.ndarray | None]:
     return idx.const_dtype(node.input[2]), idx.const(node.input[2])
 
 
-def _same_zero_point(idx, dq, q) -> bool:
+def same_zero_point(idx, dq, q) -> bool:
     """DQ and Q agree on the zero point's type and value, so Q(DQ(v)) == v for every code v."""
     (t1, z1), (t2, z2) = _zero_point(idx, dq), _zero_point(idx, q)
     return t1 is not None and t1 == t2 and z1 is not None and z2 is not None and z1.size == 1 and z2.size == 1 \
@@ -214,7 +214,7 @@ def drop_noop_dq_q(model, rewrites: list) -> None:
         if not qs or any(q.op_type != "QuantizeLinear" or q.output[0] in idx.graph_outputs for q in qs):
             continue
         s1 = idx.const(dq.input[1])
-        if s1 is None or s1.size != 1 or not all(_same_zero_point(idx, dq, q) for q in qs):
+        if s1 is None or s1.size != 1 or not all(same_zero_point(idx, dq, q) for q in qs):
             continue
         if not all((s2 := idx.const(q.input[1])) is not None and s2.size == 1 and float(s2) == float(s1) for q in qs):
             continue
