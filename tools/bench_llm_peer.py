@@ -48,6 +48,7 @@ def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None, last_l
     `extra`: NAME=PATH of other full-logits .pte files measured in the same rounds (e.g. an earlier edgekd file)."""
     from peer_export_llm import PTE_LAST_NAME, PTE_NAME
 
+    given = edgekd_pte is not None
     edgekd_pte = edgekd_pte or work / EDGEKD_PTE
     if not edgekd_pte.is_file():
         _child([str(ROOT / "tools" / "llm_pte_measure.py"), str(work), "source-head8"])
@@ -56,8 +57,10 @@ def artifacts(work: Path, edgekd_pte: Path | None, peer_pte: Path | None, last_l
         _child([str(ROOT / "tools" / "peer_export_llm.py"), str(work)])
     arts = {
         "edgekd": {"path": edgekd_pte,
-                   "label": "edgekd 8da4w .pte (recipe: Q4_1 source grid, int8 block constants and lm_head)",
-                   "how": "tools/llm_pte_measure.py OUT source-head8 (export_pte, recipes/smollm2/8da4w.yaml)"},
+                   "label": (f"edgekd 8da4w .pte ({edgekd_pte.name})" if given else
+                             "edgekd 8da4w .pte (recipe: Q4_1 source grid, int8 block constants and lm_head)"),
+                   "how": ("given file" if given else
+                           "tools/llm_pte_measure.py OUT source-head8 (export_pte, recipes/smollm2/8da4w.yaml)")},
         "export_llm": {"path": peer_pte, "label": "ExecuTorch export_llm 8da4w .pte (smollm2, group 32, full logits)",
                        "how": _record(peer_pte)},
     }

@@ -109,6 +109,7 @@ def export(out: Path, hf_folder: Path, full_logits: bool = True, max_seq_len: in
     """Convert, write the YAML, run export_llm in a child process; returns what was run and how long it took."""
     import yaml
 
+    out = Path(out).resolve()  # the children run in `out`: a relative path would point below it
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "smollm2.executorch_checkpoint.pth"
     record: dict = {"hf_folder": str(hf_folder)}

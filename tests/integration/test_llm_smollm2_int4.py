@@ -24,9 +24,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.integration,
 def test_smollm2_int4_onnx_on_the_source_grid(tmp_path):
     import torch
 
+    from edgekd.config.schema import LlmConfig
     from edgekd.llm.corpus import corpus_tokens
     from edgekd.llm.decode import onnx_session, perplexity
     from edgekd.llm.export import export_onnx_fp32, quantize_onnx_int4
+    from edgekd.llm.lm_head import gptq_lm_head
     from edgekd.llm.models import load_causal_lm, smollm2_folder, smollm2_gguf_path
 
     torch.set_num_threads(1)
@@ -36,12 +38,19 @@ def test_smollm2_int4_onnx_on_the_source_grid(tmp_path):
     exact = quantize_onnx_int4(fp32, tmp_path / "exact.onnx", 32, "source", smollm2_gguf_path(), accuracy_level=0)
     small = quantize_onnx_int4(fp32, tmp_path / "small.onnx", 32, "source", smollm2_gguf_path(), accuracy_level=4,
                                lm_head_bits=8, embedding_bits=8)
+    head, how = gptq_lm_head(model, tok, LlmConfig(lm_head_bits=4))  # GPTQ on Emma (edgekd/llm/lm_head.py)
+    assert how["lm_head_proxy_error"]["gptq"] < 0.5 * how["lm_head_proxy_error"]["round_to_nearest"]
+    gptq = quantize_onnx_int4(fp32, tmp_path / "gptq.onnx", 32, "source", smollm2_gguf_path(), accuracy_level=4,
+                              lm_head_bits=4, embedding_bits=8, head_quant=head)
+    assert gptq["layers"]["lm_head"]["scheme"] == "gptq"
     # 30 x (merged qkv, o, merged gate_up, down), every row on its Q4_1 grid
     assert exact["MatMulNBits"] == 120 and exact["max_abs_error_vs_source"] == 0.0
     assert small["max_abs_error_vs_source"] == 0.0 and small["layers"]["lm_head"]["bits"] == 8
     tokens = corpus_tokens(tok, "austen:prideprejudice", 512)
     ppl = {name: perplexity(onnx_session(tmp_path / f"{name}.onnx", 256), tokens, 255)["perplexity"]
-           for name in ("fp32", "exact", "small")}
+           for name in ("fp32", "exact", "small", "gptq")}
     assert abs(ppl["exact"] / ppl["fp32"] - 1) < 0.002  # measured 18.625 vs 18.625
     assert ppl["small"] / ppl["fp32"] - 1 < 0.02  # measured in the README's SmolLM2 table
     assert (tmp_path / "small.onnx").stat().st_size < 0.30 * fp32.stat().st_size
+    assert ppl["gptq"] / ppl["fp32"] - 1 < 0.02  # 4-bit GPTQ lm_head: measured 18.753 (+0.7%), README SmolLM2
+    assert (tmp_path / "gptq.onnx").stat().st_size < 0.30 * fp32.stat().st_size  # measured 24.3%

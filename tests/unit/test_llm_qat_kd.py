@@ -254,3 +254,16 @@ def test_qat_check_refuses_hqq_scales_it_does_not_train(tmp_path):
     with pytest.raises(EdgekdError, match="absmax") as err:
         qat_stage.check(ctx, ctx.recipe.stages.qat)
     assert err.value.key == "llm.int4_grid" and "symmetric" in err.value.hint
+
+
+def test_qat_check_refuses_a_gptq_lm_head_it_does_not_train(tmp_path):
+    """QAT-KD fake-quantizes the lm_head with round-to-nearest int4: GPTQ at export would replace what it trained."""
+    from edgekd.stages import qat as qat_stage
+
+    ctx = llm_context(tmp_path, train_samples=4)
+    ctx.model = None
+    llm = type(ctx.recipe.llm).model_validate({**ctx.recipe.llm.model_dump(), "lm_head_bits": {"pte": 4, "onnx": 8}})
+    ctx.recipe = ctx.recipe.model_copy(update={"llm": llm})
+    with pytest.raises(EdgekdError, match="GPTQ") as err:
+        qat_stage.check(ctx, ctx.recipe.stages.qat)
+    assert err.value.key == "llm.lm_head_bits"

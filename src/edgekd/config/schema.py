@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from edgekd.backends import names as backend_names  # data-only records, no runtimes imported
+
+from .llm import LlmConfig  # the causal-LM section, in its own module
+from .strict import Strict
 
 Backend = Literal[backend_names()]  # type: ignore[valid-type]  # one per module in edgekd/backends/
 Task = Literal["image-classification", "sentence-embedding", "text-classification", "causal-lm"]
@@ -19,10 +22,6 @@ Precision = Literal["fp32", "fp16", "int8", "int4"]
 ArtifactFormat = Literal["pte", "onnx", "engine"]
 # The target CPU's int8 dot-product instructions; edgekd.quant.ort.ISA_FORMATS maps each to onnxruntime's format.
 Isa = Literal["avx512-vnni", "avx-vnni", "avx2", "arm64"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # .nan/.inf: refused
 
 
 def _file_name(value: str) -> str:
@@ -286,38 +285,6 @@ class Budgets(Strict):
     perplexity_increase: float | None = Field(default=None, ge=0)
     # fp32 p50 / quantized p50 of the same runtime, both measured on the device: quantizing must pay off in speed.
     min_speedup_vs_fp32: float | None = Field(default=None, gt=0)
-
-
-class LlmConfig(Strict):
-    """Causal-LM settings (edgekd.llm): KV-cache length, 8da4w group size, ONNX variants, decoding and perplexity."""
-
-    max_seq_len: int = Field(default=256, ge=16, le=8192)  # static KV-cache length of the .pte; ONNX past limit
-    max_new_tokens: int = Field(default=32, ge=1)  # greedy tokens per prompt (verify) and decode steps (bench)
-    group_size: Literal[32, 64, 128, 256] = 32  # int4 weight group (8da4w) and MatMulNBits block size
-    embedding_quant: Literal["none", "int8", "int4"] = "int8"  # nn.Embedding weight-only quantization in the .pte
-    prompts: list[str] | None = None  # None: the first sentences of the corpus
-    corpus: Literal["austen:prideprejudice", "austen:emma", "austen:persuasion", "austen:sensesensibility",
-                    "austen:mansfieldpark", "austen:northangerabbey"] = "austen:prideprejudice"
-    perplexity_tokens: int = Field(default=512, ge=16)  # the first N tokens of the corpus, so numbers compare
-    prefill_tokens: int = Field(default=64, ge=1)  # prompt length for prefill tokens/s
-    onnx_variants: list[Literal["fp32", "int4", "int8"]] = Field(default_factory=lambda: ["fp32", "int4", "int8"])
-    pte_variants: list[Literal["fp32", "8da4w"]] = Field(default_factory=lambda: ["fp32", "8da4w"])
-    lora_adapter: str | None = None  # a peft adapter folder merged into the weights before export
-    # int4 weights of .pte and ONNX: "source" keeps a GGUF source's grid (edgekd.llm.gguf_source), "symmetric" the
-    # quantizers' own symmetric rounding (torchao 8da4w, onnxruntime MatMulNBitsQuantizer), "hqq" symmetric codes
-    # with HQQ-optimized scales in both (edgekd.quant.nbits; for checkpoints with no grid to keep)
-    int4_grid: Literal["source", "symmetric", "hqq"] = "source"
-    onnx_accuracy_level: Literal[0, 1, 2, 3, 4] = 4  # MatMulNBits: 4 = int8 activations per block, 0 = fp32
-    # lm_head: 8 = int8 (.pte per channel, ONNX per block of 32); None = 4-bit like every Linear in the .pte, fp32
-    # in the int4 ONNX
-    lm_head_bits: Literal[8] | None = None
-    # .pte with a Q4_1 source grid: each block's constant m + 8d, applied as blocksum(x) @ r^T beside the symmetric
-    # int4 kernel, in "int8" (per output channel, int8 dynamic activations: 10 MB smaller and faster on SmolLM2,
-    # PyTorch perplexity 19.09 vs 19.11) or "fp32" (the source's weights reproduced exactly)
-    block_offsets: Literal["int8", "fp32"] = "int8"
-    # ONNX attention (edgekd.llm.onnx_decoder): "gqa" = onnxruntime's GroupQueryAttention contrib op (one fused node
-    # per layer, onnxruntime only); "standard" = transformers' attention in standard ONNX ops (any ONNX runtime)
-    onnx_attention: Literal["gqa", "standard"] = "gqa"
 
 
 class Recipe(Strict):

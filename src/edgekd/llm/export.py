@@ -21,7 +21,7 @@ from .models import kv_shape
 
 def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: Path | None = None,
                    lm_head_bits: int | None = None, block_offsets: str = "int8", fuse: bool = False,
-                   rounding: str = "affine"):
+                   rounding: str = "affine", head_quant=None):
     """torchao 8da4w on every Linear (int8 dynamic per-token activations, int4 symmetric weights per group) and
     weight-only quantization of nn.Embedding; returns a quantized copy and what was done per module kind.
 
@@ -36,6 +36,7 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
     (SmolLM2 without its source grid, int8 lm_head, PyTorch: 27.92 with absmax scales, 25.35 with HQQ).
     `fuse`: merge q/k/v and gate/up first (edgekd.llm.fuse; for the .pte's direct attention forward), after the
     source grid is split by module name; it changes no quantized weight.
+    `head_quant` (with `lm_head_bits` 4): the lm_head's GPTQ codes and scales (edgekd.quant.gptq.GroupQuant).
     """
     import torch
     from torchao.quantization import MappingType, quantize_
@@ -83,14 +84,33 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
                             hqq=rounding == "hqq" and mapping == MappingType.SYMMETRIC):
         quantize_(q, rule.config, filter_fn=rule.applies)
         details[rule.kind] = rule.description
+    if lm_head_bits == 4:
+        if head_quant is None:
+            raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.lm_head.gptq_lm_head)",
+                              key="llm.lm_head_bits")
+        set_group_quant(q.get_submodule("lm_head").weight, head_quant)
     return q, details
+
+
+def set_group_quant(weight, quant) -> None:
+    """Put `quant`'s codes and scales into torchao's symmetric int4 weight tensor (IntxUnpackedToInt8Tensor, zero
+    points 0) in place: the weights GPTQ chose instead of the config's round-to-nearest."""
+    import torch
+
+    if tuple(weight.qdata.shape) != quant.codes.shape or tuple(weight.block_size) != (1, quant.group):
+        raise EdgekdError(f"GPTQ weight {quant.codes.shape} group {quant.group} does not match the quantized "
+                          f"{tuple(weight.qdata.shape)} with blocks {tuple(weight.block_size)}", key="llm.group_size")
+    with torch.no_grad():
+        weight.qdata.copy_(torch.from_numpy(quant.codes))
+        weight.scale.copy_(torch.from_numpy(quant.scales).to(weight.scale.dtype))
+        weight.zero_point.zero_()
 
 
 def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", group_size: int = 32,
                embedding_quant: str = "int8", gguf: Path | None = None, lm_head_bits: int | None = None,
-               block_offsets: str = "int8", fuse: bool = True, rounding: str = "affine") -> dict:
+               block_offsets: str = "int8", fuse: bool = True, rounding: str = "affine", head_quant=None) -> dict:
     """Static-KV-cache .pte lowered to XNNPACK; prefill length is dynamic up to max_seq_len - 1. `gguf`,
-    `lm_head_bits`, `block_offsets`, `fuse` (q/k/v and gate/up as one GEMM each) and `rounding`: see
+    `lm_head_bits`, `block_offsets`, `fuse` (q/k/v and gate/up as one GEMM each), `rounding` and `head_quant`: see
     quantize_8da4w."""
     import torch
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
@@ -106,7 +126,7 @@ def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", gr
     details: dict = {"max_seq_len": max_seq_len, "kv_cache": "static", "delegate": "xnnpack"}
     if precision == "8da4w":
         model, qdetails = quantize_8da4w(model, group_size, embedding_quant, gguf, lm_head_bits, block_offsets, fuse,
-                                         rounding)
+                                         rounding, head_quant)
         details.update(qdetails)
     elif precision == "fp32":
         model = copy.deepcopy(model)
@@ -207,7 +227,7 @@ INT4_GRIDS = ("source", "symmetric", "hqq")
 
 def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "source", gguf: Path | None = None,
                        accuracy_level: int = 4, lm_head_bits: int | None = None,
-                       embedding_bits: int | None = None) -> dict:
+                       embedding_bits: int | None = None, head_quant=None) -> dict:
     """Weight-only int4 on every MatMul with a constant weight: onnxruntime's MatMulNBits.
 
     grid "source": each weight keeps the grid its GGUF source already has (edgekd.llm.gguf_source; Q4_1 -> 4-bit
@@ -217,7 +237,8 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
     codes with HQQ-optimized scales (edgekd.quant.nbits "hqq", the .pte's rounding too), for sources without a grid.
     accuracy_level 4: int8 activations per block inside the kernel (VNNI / AVX2 int8 dot products); 0: fp32.
     embedding_bits 8 (grid "source"): the token embedding becomes GatherBlockQuantized, 8-bit symmetric per block
-    (exact on a Q8_0 table), sharing its codes with an 8-bit tied lm_head.
+    (exact on a Q8_0 table), sharing its codes with an 8-bit tied lm_head. `head_quant` (`lm_head_bits` 4): the
+    lm_head's GPTQ codes and scales (edgekd.llm.lm_head), written as they are; the embedding then has its own table.
     Measured on SmolLM2-135M (tools/llm_int4_measure.py; perplexity on 512 tokens of Pride and Prejudice, fp32 ONNX
     18.625, 542.8 MB): symmetric 23.88 (184 MB); source grid, accuracy_level 0: 18.625 (199 MB, weights exact);
     accuracy_level 4: 18.638; with 8-bit lm_head and embedding: 18.698 (122 MB, 22.5%).
@@ -250,8 +271,19 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
                 modules[node.name] = _module_of(node)
         plan, why = source_grids(modules, Path(gguf) if gguf and grid == "source" else None, block_size,
                                  "hqq" if grid == "hqq" else "affine-min", lm_head_bits)
+        fixed = {}
+        if lm_head_bits == 4:
+            if head_quant is None:
+                raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.lm_head.gptq_lm_head)",
+                                  key="llm.lm_head_bits")
+            from edgekd.quant.nbits import gptq_block_quant
+
+            for node, module in modules.items():
+                if module == "lm_head":
+                    fixed[node] = gptq_block_quant(head_quant)
+                    plan[node], why[node] = (4, block_size, "gptq"), "4-bit symmetric, GPTQ on calibration text"
         scopes = {n.name: _module_of(n) for n in model.graph.node if n.op_type == "Gather"}
-        report = matmul_nbits_from_plan(model, plan, accuracy_level, embedding_bits, block_size)
+        report = matmul_nbits_from_plan(model, plan, accuracy_level, embedding_bits, block_size, fixed)
         modules.update({n: scopes[n] for n in report if n not in why})
         why.update({n: "token embedding: 8-bit symmetric (GGUF Q8_0's grid)" for n in report if n not in why})
         with atomic_path(Path(dst)) as tmp:

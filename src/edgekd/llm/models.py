@@ -13,6 +13,12 @@ from edgekd.errors import EdgekdError
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def sliding_windows(model) -> set[int]:
+    """The sliding-window lengths of the model's attention modules (empty: full attention everywhere); both
+    decoders refuse what their attention kernels cannot window (llm/pte_decoder.py, llm/onnx_decoder.py)."""
+    return {getattr(m, "sliding_window", None) for m in model.modules()} - {None}
+
+
 def kv_shape(config) -> tuple[int, int, int]:
     """(layers, key/value heads, head dim) of a transformers causal-LM config."""
     heads = config.num_attention_heads

@@ -82,7 +82,7 @@ def build_onnx_decoder(model, attention: str = "gqa"):
 
     from edgekd.errors import EdgekdError
 
-    from .models import kv_shape, rotary_attention_modules, use_attention_implementation
+    from .models import kv_shape, rotary_attention_modules, sliding_windows, use_attention_implementation
 
     layers, _, _ = kv_shape(model.config)
     if attention not in ATTENTIONS:
@@ -90,7 +90,7 @@ def build_onnx_decoder(model, attention: str = "gqa"):
                           hint=f"allowed: {', '.join(ATTENTIONS)}")
     if attention == "gqa":
         modules = rotary_attention_modules(model)
-        windows = {getattr(m, "sliding_window", None) for m in model.modules()} - {None}
+        windows = sliding_windows(model)
         reason = ("its attention modules are not standard rotary ones" if not modules else
                   "sliding-window attention" if windows else
                   "attention logit soft-capping" if getattr(model.config, "attn_logit_softcapping", None) else None)

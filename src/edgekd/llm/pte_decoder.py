@@ -76,9 +76,9 @@ def build_decoder(model, max_len: int, direct: bool = True):
 
     from edgekd.errors import EdgekdError
 
-    from .models import kv_shape, use_attention_implementation
+    from .models import kv_shape, sliding_windows, use_attention_implementation
 
-    windows = {getattr(m, "sliding_window", None) for m in model.modules()} - {None}
+    windows = sliding_windows(model)
     if windows and min(windows) < max_len:
         raise EdgekdError(f"sliding-window attention (window {min(windows)}) is shorter than the cache ({max_len})",
                           key="llm.max_seq_len", hint=f"set llm.max_seq_len <= {min(windows)}")

@@ -119,7 +119,7 @@ def quantized_perplexity(model, ctx: Context) -> float:
     from .stages import llm_config
 
     cfg = llm_config(ctx)
-    quantized, _ = quantize_8da4w(model, cfg.group_size, cfg.embedding_quant, lm_head_bits=cfg.lm_head_bits)
+    quantized, _ = quantize_8da4w(model, cfg.group_size, cfg.embedding_quant, lm_head_bits=cfg.head_bits("pte"))
     return pytorch_perplexity(quantized, ctx)
 
 
@@ -129,6 +129,10 @@ def check(ctx: Context, cfg) -> None:
         raise EdgekdError("QAT-KD trains against torchao's absmax int4 scales; llm.int4_grid hqq would export other "
                           "scales than the trained ones", file=str(ctx.recipe_path), key="llm.int4_grid",
                           hint="with stages.qat use int4_grid symmetric or source")
+    if ctx.recipe.llm is not None and ctx.recipe.llm.head_bits("pte") == 4:
+        raise EdgekdError("QAT-KD trains the lm_head against round-to-nearest int4; a GPTQ-rounded 4-bit lm_head "
+                          "would export other weights than the trained ones", file=str(ctx.recipe_path),
+                          key="llm.lm_head_bits", hint="with stages.qat use lm_head_bits 8 or leave it unset")
     if ctx.recipe.data.train_samples < 2:
         raise EdgekdError("QAT-KD of a causal LM needs train windows", file=str(ctx.recipe_path),
                           key="data.train_samples", hint="set data.train_samples >= 2 (windows of data.seq_len "
@@ -158,7 +162,7 @@ def run(ctx: Context, cfg) -> Context:
                                   causal_lm=CausalLM(hf_model=teacher))
     device = resolve_device(cfg.device, ctx.device)
 
-    student = prepare_fake_quant(copy.deepcopy(original), llm.group_size, llm.embedding_quant, llm.lm_head_bits)
+    student = prepare_fake_quant(copy.deepcopy(original), llm.group_size, llm.embedding_quant, llm.head_bits("pte"))
     student.requires_grad_(True)  # the copy inherits requires_grad from the original, which train_kd freezes
     fake_quantized = len(fake_quant_modules(student))
     # The fake-quant student's own perplexity equals quantize_8da4w's (same logits, tested), so it is not repeated.

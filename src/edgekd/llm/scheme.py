@@ -27,7 +27,8 @@ def embedding_group(hidden: int, group_size: int) -> int:
 def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8", lm_head_bits: int | None = None,
                 mapping=None, block_offsets: str = "int8", hqq: bool = False) -> list[Rule]:
     """int8 dynamic per-token activations with int4 weights per group on every nn.Linear (the lm_head at int8 per
-    output channel with `lm_head_bits` 8: XNNPACK's groups are 4-bit only), weight-only nn.Embedding. `mapping`:
+    output channel with `lm_head_bits` 8: XNNPACK's groups are 4-bit only; its own 4-bit rule with 4, whose codes
+    GPTQ sets), weight-only nn.Embedding. `mapping`:
     torchao's MappingType for the int4 scales (SYMMETRIC unless a source grid asks otherwise). `block_offsets`:
     the precision of a source grid's per-block constants (edgekd.llm.gguf_source BlockOffsetLinear.offsets).
     `hqq`: int4 scales by torchao's HQQ scale-only instead of absmax (symmetric mapping only)."""
@@ -37,7 +38,7 @@ def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8"
     from torchao.quantization.granularity import PerAxis, PerGroup
 
     mapping = mapping or MappingType.SYMMETRIC
-    separate_head = lm_head_bits == 8
+    separate_head = lm_head_bits in (4, 8)
 
     def is_offsets(mod) -> bool:
         return getattr(mod, "edgekd_block_offsets", False)
@@ -54,11 +55,16 @@ def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8"
         weight_dtype=torch.int4, weight_granularity=PerGroup(group_size), weight_mapping_type=mapping, **extra),
         lambda mod, fqn: type(mod) is nn.Linear and not (separate_head and fqn == "lm_head") and not is_offsets(mod),
         f"8da4w (int8 dynamic activations, int4 weights, group {group_size}, {scales} scales)")]
-    if separate_head:
+    if lm_head_bits == 8:
         rules.append(Rule("lm_head", Int8DynamicActivationIntxWeightConfig(
             weight_dtype=torch.int8, weight_granularity=PerAxis(0)),
             lambda mod, fqn: type(mod) is nn.Linear and fqn == "lm_head",
             "8da8w (int8 dynamic activations, int8 weights per output channel)"))
+    elif lm_head_bits == 4:  # its codes and scales are GPTQ's, set after quantize_ (llm/export.py set_group_quant)
+        rules.append(Rule("lm_head", Int8DynamicActivationIntxWeightConfig(
+            weight_dtype=torch.int4, weight_granularity=PerGroup(group_size), weight_mapping_type=MappingType.SYMMETRIC),
+            lambda mod, fqn: type(mod) is nn.Linear and fqn == "lm_head",
+            f"8da4w, group {group_size}, GPTQ-rounded codes and scales (edgekd/llm/lm_head.py)"))
     if block_offsets == "int8":
         rules.append(Rule("block_offsets", Int8DynamicActivationIntxWeightConfig(
             weight_dtype=torch.int8, weight_granularity=PerAxis(0)), lambda mod, fqn: is_offsets(mod),

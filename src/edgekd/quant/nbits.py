@@ -17,6 +17,7 @@ it again onto a symmetric grid compounds two roundings (SmolLM2-135M: perplexity
   not exact on a Q4_1 grid.
 - "symmetric" (GGUF Q8_0, Q4_0-like, onnxruntime's default): scale = absmax / (2^(bits-1) - 1), zero point
   2^(bits-1). On a Q8_0 source this is exact (the absmax element holds code +-127).
+- "gptq" (passed in as `fixed`): symmetric codes and scales GPTQ chose on calibration inputs (edgekd.quant.gptq).
 - "hqq" (no source grid to keep): symmetric codes with each block's scale chosen by half-quadratic optimization
   (torchao's HQQ scale-only, the same function the .pte's torchao 8da4w calls with intx_choose_qparams_algorithm
   hqq_scale_only), so both artifacts get the same weights; no zero-point input.
@@ -101,6 +102,14 @@ def quantize_blocks(w: np.ndarray, bits: int, block: int, scheme: str) -> BlockQ
                       scheme)
 
 
+def gptq_block_quant(quant) -> BlockQuant:
+    """An edgekd.quant.gptq.GroupQuant (signed codes) in MatMulNBits' terms: codes + 2^(bits-1), the kernel's default
+    zero point, no offsets."""
+    half = 2 ** (quant.bits - 1)
+    return BlockQuant((quant.codes.astype(np.int16) + half).astype(np.uint8), quant.scales,
+                      np.full(quant.scales.shape, half, np.uint8), None, quant.bits, quant.group, "gptq")
+
+
 def _pack(q: BlockQuant) -> tuple[np.ndarray, np.ndarray]:
     """(B [N, blocks, block * bits / 8], zero points) in MatMulNBits' layout: 4-bit codes two per byte, the even
     element in the low nibble; 4-bit zero points packed the same way along each row, padded to whole bytes."""
@@ -134,13 +143,14 @@ def _weight_of(node, inits, producers) -> tuple[np.ndarray | None, str]:
 
 
 def matmul_nbits_from_plan(model, plan: dict, accuracy_level: int = 0, embedding_bits: int | None = None,
-                           block: int = 32) -> dict:
+                           block: int = 32, fixed: dict | None = None) -> dict:
     """Replace each MatMul named in `plan` ({node name: (bits, block, scheme)}) by MatMulNBits on that grid, in place
     on the onnx ModelProto. Returns {node name: {"source", "bits", "scheme", "max_abs_error", ...}}.
 
     `embedding_bits` 8: every Gather from a 2-D float table (the token embedding) becomes GatherBlockQuantized,
     symmetric 8-bit in blocks of `block` (exact on a GGUF Q8_0 table); a tied lm_head already written on that grid
-    shares its codes (one copy of the table in the file)."""
+    shares its codes (one copy of the table in the file). `fixed` ({node name: BlockQuant}): weights already
+    rounded elsewhere (GPTQ, edgekd.quant.gptq), written as given."""
     from onnx import helper, numpy_helper
 
     g = model.graph
@@ -158,7 +168,7 @@ def matmul_nbits_from_plan(model, plan: dict, accuracy_level: int = 0, embedding
         if w is None:
             raise EdgekdError(f"MatMul {node.name} has no constant weight to quantize")
         n, k = w.shape
-        q = quantize_blocks(w, bits, block, scheme)
+        q = (fixed or {}).get(node.name) or quantize_blocks(w, bits, block, scheme)
         err = float(np.abs(q.dequantize() - w).max())
         b, zp = _pack(q)
         base = f"{node.name}_nbits"
