@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ..llm_support import tiny_qwen2
+from .test_llm_qat_kd import llm_context, needs_corpus
 
 
 def _correlated_inputs(k: int, rows: int, rng) -> np.ndarray:
@@ -121,3 +122,21 @@ def test_lm_head_bits_per_format():
         LlmConfig(lm_head_bits={"tflite": 4})
     with pytest.raises(ValidationError, match="calibration_corpus"):
         LlmConfig(lm_head_bits={"pte": 4}, calibration_corpus="austen:prideprejudice")
+
+
+@needs_corpus
+def test_export_stage_rounds_a_4bit_onnx_head_with_gptq_once_and_says_so(tmp_path):
+    """The causal-LM export stage (edgekd/llm/stages.py) with lm_head_bits {onnx: 4}: GPTQ runs once on the held-out
+    calibration novel, the int4 ONNX's head carries it, and the decision names what was done."""
+    from edgekd.llm.stages import export_llm_artifacts
+
+    ctx = llm_context(tmp_path, train_samples=0)
+    llm = type(ctx.recipe.llm).model_validate({**ctx.recipe.llm.model_dump(), "lm_head_bits": {"onnx": 4},
+                                               "pte_variants": [], "onnx_variants": ["int4"],
+                                               "calibration_tokens": 512})
+    ctx.recipe = ctx.recipe.model_copy(update={"llm": llm})
+    export_llm_artifacts(ctx)
+    (art,) = ctx.artifacts
+    assert art.precision == "int4" and art.details["layers"]["lm_head"]["scheme"] == "gptq"
+    (decision,) = [d for d in ctx.decisions if d.subject == "lm_head"]
+    assert "GPTQ" in decision.action and "austen:emma" in decision.action and "round-to-nearest" in decision.reason

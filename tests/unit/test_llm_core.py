@@ -213,3 +213,5 @@ def test_size_ratio_falls_back_to_state_dict_and_report_section_shows_it(onnx_fi
     assert rows["tiny.int4.onnx"]["greedy matched"] == "3 of 8"
     assert rows["fp32 PyTorch (reference)"]["perplexity"] == "12.500"
     assert "| tiny.int4.onnx | onnxruntime | int4 |" in section and "a\\nb'c" in section
+    plot = ctx.plots["llm_tradeoff"]  # perplexity and decode tok/s against MB, one point per scored artifact
+    assert plot == tmp_path / "plots" / "llm_tradeoff.png" and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,6 +7,8 @@ section to it through ctx.report_sections, which report/markdown.py renders afte
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgekd.context import Context
 
 TITLE = "Causal LM: perplexity, greedy decoding, tokens/s"
@@ -90,6 +92,46 @@ def grid_lines(art) -> list[str]:
             "| layer | grid | max abs error |", "|---|---|---|", *rows, "\n</details>\n"]
 
 
+PLOT = "llm_tradeoff"
+
+
+def tradeoff_plot(ctx: Context, path: Path) -> Path | None:
+    """Perplexity increase (and decode tokens/s where benchmarked) against artifact MB, one point per artifact: the
+    size/accuracy curve of the run's variants, with the recipe's perplexity budget as a line."""
+    from edgekd.report.plots_bench import pyplot, save_png
+
+    points = [(a.bytes / 1e6, 100 * a.parity["perplexity_increase"], (a.bench or {}).get("decode_tokens_per_s"),
+               a.name) for a in ctx.artifacts if (a.parity or {}).get("perplexity_increase") is not None]
+    if not points:
+        return None
+    plt = pyplot()
+    speed = [p for p in points if p[2]]
+    fig, axes = plt.subplots(1, 2 if speed else 1, figsize=(11 if speed else 6, 4), squeeze=False)
+    ax = axes[0][0]
+    for mb, ppl, _, name in points:
+        ax.scatter(mb, ppl, color="tab:blue")
+        ax.annotate(name, (mb, ppl), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    budget = ctx.budgets.perplexity_increase
+    if budget is not None:
+        ax.axhline(100 * budget, color="tab:red", linestyle="--", label=f"budget +{100 * budget:.0f}%")
+        ax.legend(fontsize=8)
+    ax.set(xlabel="artifact MB", ylabel="perplexity vs fp32 PyTorch (%)", title="size vs accuracy")
+    if speed:
+        ax = axes[0][1]
+        for mb, _, tps, name in speed:
+            ax.scatter(mb, tps, color="tab:green")
+            ax.annotate(name, (mb, tps), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.set(xlabel="artifact MB", ylabel="decode tokens/s (this machine)", title="size vs decode speed")
+    fig.tight_layout()
+    save_png(fig, path)
+    plt.close(fig)
+    return path
+
+
 def publish(ctx: Context) -> None:
-    """(Re)write the section; called after verify and after bench so a run that skips bench still reports ppl."""
+    """(Re)write the section and its plot; called after verify and after bench so a run that skips bench still
+    reports perplexity."""
+    plot = tradeoff_plot(ctx, ctx.out_dir / "plots" / f"{PLOT}.png")
+    if plot is not None:
+        ctx.plots[PLOT] = plot  # report.md's Plots section shows it
     ctx.report_sections[TITLE] = llm_section(ctx)

@@ -14,7 +14,7 @@ from edgekd.report.atomic import atomic_path
 MB = 1_000_000
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +23,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
@@ -34,7 +34,7 @@ def latency_plot(rows: list[dict], budgets: Budgets, path: Path, title: str = ""
     rows = [r for r in rows if r.get("samples")]
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(rows) + 2), 4))
@@ -54,7 +54,7 @@ def latency_plot(rows: list[dict], budgets: Budgets, path: Path, title: str = ""
     ax.set_title(title or "latency distribution (box: quartiles, whiskers: p5-p95)")
     if budgets.latency_p50_ms is not None or budgets.latency_p90_ms is not None:
         ax.legend(fontsize=8)
-    path = _save(fig, Path(path))
+    path = save_png(fig, Path(path))
     plt.close(fig)
     return path
 
@@ -64,7 +64,7 @@ def size_plot(rows: list[dict], budgets: Budgets, path: Path, title: str = "") -
     rows = [r for r in rows if r.get("bytes")]
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(rows) + 2), 3.5))
     limit = budgets.artifact_size_mb
     sizes = [r["bytes"] / MB for r in rows]
@@ -79,7 +79,7 @@ def size_plot(rows: list[dict], budgets: Budgets, path: Path, title: str = "") -
                   rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("artifact size (MB)")
     ax.set_title(title or "artifact size vs budget")
-    path = _save(fig, Path(path))
+    path = save_png(fig, Path(path))
     plt.close(fig)
     return path
 
