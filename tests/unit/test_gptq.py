@@ -140,3 +140,13 @@ def test_export_stage_rounds_a_4bit_onnx_head_with_gptq_once_and_says_so(tmp_pat
     assert art.precision == "int4" and art.details["layers"]["lm_head"]["scheme"] == "gptq"
     (decision,) = [d for d in ctx.decisions if d.subject == "lm_head"]
     assert "GPTQ" in decision.action and "austen:emma" in decision.action and "round-to-nearest" in decision.reason
+
+
+def test_4bit_lm_head_refuses_a_group_that_does_not_divide_the_hidden_size():
+    from edgekd.config.schema import LlmConfig
+    from edgekd.errors import EdgekdError
+    from edgekd.llm.lm_head import gptq_lm_head
+
+    with pytest.raises(EdgekdError, match="not a multiple") as err:
+        gptq_lm_head(tiny_qwen2(0), None, LlmConfig(lm_head_bits=4, group_size=128))  # hidden size 64
+    assert err.value.key == "llm.group_size"

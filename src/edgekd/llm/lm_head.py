@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from edgekd.config.schema import LlmConfig
+from edgekd.errors import EdgekdError
 from edgekd.quant.gptq import GroupQuant, gptq, second_moment
 
 WINDOW = 255  # tokens per forward pass, as perplexity windows (edgekd/llm/decode.py)
@@ -38,10 +39,14 @@ def gptq_lm_head(model, tokenizer, cfg: LlmConfig) -> tuple[GroupQuant, dict]:
     """(4-bit GroupQuant of the lm_head in groups of llm.group_size, what was done for the report)."""
     from .corpus import corpus_tokens
 
+    head = model.get_output_embeddings()
+    if head.weight.shape[1] % cfg.group_size:
+        raise EdgekdError(f"the lm_head's input size {head.weight.shape[1]} is not a multiple of the group size "
+                          f"{cfg.group_size}", key="llm.group_size", hint="choose a group size dividing the hidden size")
     t0 = time.time()
     tokens = corpus_tokens(tokenizer, cfg.calibration_corpus, cfg.calibration_tokens)
     h = second_moment(x.numpy() for x in lm_head_inputs(model, tokens))
-    weight = model.get_output_embeddings().weight.detach().float().numpy()
+    weight = head.weight.detach().float().numpy()
     quant = gptq(weight, h, bits=4, group=cfg.group_size, damp=cfg.gptq_damp)
     return quant, {"lm_head": f"4-bit symmetric, group {cfg.group_size}, GPTQ-rounded (damp {cfg.gptq_damp}) on "
                               f"{len(tokens)} tokens of {cfg.calibration_corpus}",
