@@ -122,6 +122,9 @@ def tradeoff_plot(ctx: Context, path: Path) -> Path | None:
             ax.scatter(mb, tps, color="tab:green")
             ax.annotate(name, (mb, tps), fontsize=7, xytext=(4, 3), textcoords="offset points")
         ax.set(xlabel="artifact MB", ylabel="decode tokens/s (this machine)", title="size vs decode speed")
+    for ax in axes[0]:  # from zero: ratios read off the plot are the real ones
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=min(0, ax.get_ylim()[0]))
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
