@@ -12,7 +12,7 @@ Measured the same way for both, by the code edgekd's verify and bench stages use
 Writes bench/results/<date>-llm-peer.md and .json.
 
     .venv/bin/python tools/bench_llm_peer.py WORK [--edgekd-pte P] [--peer-pte P] [--last-logits] [--rounds 3]
-                                             [--threads 2,1]
+                                             [--threads 2,1] [--extra NAME=PATH] [--tag TAG]
 Each export takes from minutes (export_llm) to about 40 minutes (edgekd's source-grid .pte on 2 busy cores); an
 existing file is reused when given or found in WORK.
 """
@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
                         help="another full-logits .pte measured in the same rounds (scored and timed)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--tag", default="", help="results file <date>-llm-peer-TAG (another run of the same day)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tools"))
     from edgekd.bench.compare import machine_info, machine_line
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(arts, args.rounds, threads)
     results["decode_profile"] = decode_profile(arts, threads[0])
     total = time.perf_counter() - started
-    stem = args.results / f"{dt.date.today().isoformat()}-llm-peer"
+    stem = args.results / f"{dt.date.today().isoformat()}-llm-peer{'-' + args.tag if args.tag else ''}"
     args.results.mkdir(parents=True, exist_ok=True)
     text = render(results, machine_line(info), threads, args.rounds, total)
     stem.with_suffix(".md").write_text(text)
