@@ -20,8 +20,11 @@ VARIANTS = {  # name -> quantize_onnx_int4 keyword arguments (None: int8 dynamic
     "int4.source.acc0": dict(grid="source", accuracy_level=0),
     "int4.source.acc4": dict(grid="source", accuracy_level=4),
     "int4.source.acc4.head8.emb8": dict(grid="source", accuracy_level=4, lm_head_bits=8, embedding_bits=8),
-    # 4-bit lm_head rounded by GPTQ on Emma (edgekd/llm/lm_head.py); the embedding keeps its own 8-bit table
+    # 4-bit lm_head rounded by GPTQ on Emma (edgekd/llm/gptq_weights.py); the embedding keeps its own 8-bit table
     "int4.source.acc4.head4gptq.emb8": dict(grid="source", accuracy_level=4, lm_head_bits=4, embedding_bits=8),
+    # llm.int4_grid gptq (checkpoints with no grid to keep): every projection GPTQ-rounded on Emma
+    "int4.gptq.acc4.head8.emb8": dict(grid="gptq", accuracy_level=4, lm_head_bits=8, embedding_bits=8),
+    "int4.hqq.acc4.head8.emb8": dict(grid="hqq", accuracy_level=4, lm_head_bits=8, embedding_bits=8),
     "int8": None,
 }
 
@@ -67,11 +70,13 @@ def main() -> None:
         if kw is None:
             details = quantize_onnx_int8(fp32, path)
         else:
-            if kw.get("lm_head_bits") == 4:
-                from edgekd.config.schema import LlmConfig
-                from edgekd.llm.lm_head import gptq_lm_head
+            from edgekd.config.schema import LlmConfig
+            from edgekd.llm.gptq_weights import gptq_lm_head, gptq_weights, projection_names
 
-                kw = {**kw, "head_quant": gptq_lm_head(model, tok, LlmConfig(lm_head_bits=4))[0]}
+            if kw.get("lm_head_bits") == 4:
+                kw = {**kw, "gptq": {"lm_head": gptq_lm_head(model, tok, LlmConfig(lm_head_bits=4))[0]}}
+            if kw.get("grid") == "gptq":
+                kw = {**kw, "gptq": gptq_weights(model, tok, LlmConfig(int4_grid="gptq"), projection_names(model))[0]}
             details = quantize_onnx_int4(fp32, path, 32, gguf=smollm2_gguf_path(), **kw)
         layers = details.pop("layers", None)
         if layers:

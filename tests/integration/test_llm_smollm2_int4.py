@@ -28,7 +28,7 @@ def test_smollm2_int4_onnx_on_the_source_grid(tmp_path):
     from edgekd.llm.corpus import corpus_tokens
     from edgekd.llm.decode import onnx_session, perplexity
     from edgekd.llm.export import export_onnx_fp32, quantize_onnx_int4
-    from edgekd.llm.lm_head import gptq_lm_head
+    from edgekd.llm.gptq_weights import gptq_lm_head
     from edgekd.llm.models import load_causal_lm, smollm2_folder, smollm2_gguf_path
 
     torch.set_num_threads(1)
@@ -38,10 +38,10 @@ def test_smollm2_int4_onnx_on_the_source_grid(tmp_path):
     exact = quantize_onnx_int4(fp32, tmp_path / "exact.onnx", 32, "source", smollm2_gguf_path(), accuracy_level=0)
     small = quantize_onnx_int4(fp32, tmp_path / "small.onnx", 32, "source", smollm2_gguf_path(), accuracy_level=4,
                                lm_head_bits=8, embedding_bits=8)
-    head, how = gptq_lm_head(model, tok, LlmConfig(lm_head_bits=4))  # GPTQ on Emma (edgekd/llm/lm_head.py)
-    assert how["lm_head_proxy_error"]["gptq"] < 0.5 * how["lm_head_proxy_error"]["round_to_nearest"]
+    head, how = gptq_lm_head(model, tok, LlmConfig(lm_head_bits=4))  # GPTQ on Emma (edgekd/llm/gptq_weights.py)
+    assert how["proxy_error"]["lm_head"]["gptq"] < 0.5 * how["proxy_error"]["lm_head"]["round_to_nearest"]
     gptq = quantize_onnx_int4(fp32, tmp_path / "gptq.onnx", 32, "source", smollm2_gguf_path(), accuracy_level=4,
-                              lm_head_bits=4, embedding_bits=8, head_quant=head)
+                              lm_head_bits=4, embedding_bits=8, gptq={"lm_head": head})
     assert gptq["layers"]["lm_head"]["scheme"] == "gptq"
     # 30 x (merged qkv, o, merged gate_up, down), every row on its Q4_1 grid
     assert exact["MatMulNBits"] == 120 and exact["max_abs_error_vs_source"] == 0.0

@@ -1,4 +1,5 @@
-"""GPTQ rounding (edgekd/quant/gptq.py) and the 4-bit lm_head it gives both LLM artifacts (edgekd/llm/lm_head.py)."""
+"""GPTQ rounding (edgekd/quant/gptq.py) and the 4-bit weights it gives both LLM artifacts (edgekd/llm/gptq_weights.py):
+the lm_head (llm.lm_head_bits 4) and every projection (llm.int4_grid gptq)."""
 
 from __future__ import annotations
 
@@ -62,20 +63,16 @@ def test_4bit_lm_head_carries_gptq_codes_into_pte_quantization_and_the_onnx(tmp_
 
     from edgekd.config.schema import LlmConfig
     from edgekd.llm.export import export_onnx_fp32, quantize_8da4w, quantize_onnx_int4
-    from edgekd.llm.lm_head import gptq_lm_head
+    from edgekd.llm.gptq_weights import gptq_lm_head
 
     torch.set_num_threads(1)
     model = tiny_qwen2(0, initializer_range=0.2)
     cfg = LlmConfig(lm_head_bits=4, calibration_tokens=256, corpus="austen:prideprejudice")
 
-    class Tok:  # byte-level ids inside the tiny vocabulary: real text, no tokenizer download
-        def __call__(self, text, add_special_tokens=False):
-            return {"input_ids": [b % 256 for b in text.encode()]}
-
-    quant, how = gptq_lm_head(model, Tok(), cfg)
-    assert "GPTQ" in how["lm_head"] and "austen:emma" in how["lm_head"]
-    assert how["lm_head_proxy_error"]["gptq"] < how["lm_head_proxy_error"]["round_to_nearest"]
-    q, details = quantize_8da4w(model, 32, "int8", lm_head_bits=4, head_quant=quant)
+    quant, how = gptq_lm_head(model, _ByteTokenizer(), cfg)
+    assert "GPTQ" in how["what"] and "austen:emma" in how["what"]
+    assert how["proxy_error"]["lm_head"]["gptq"] < how["proxy_error"]["lm_head"]["round_to_nearest"]
+    q, details = quantize_8da4w(model, 32, "int8", lm_head_bits=4, gptq={"lm_head": quant})
     head = q.get_submodule("lm_head").weight
     np.testing.assert_array_equal(head.qdata.numpy(), quant.codes)
     np.testing.assert_array_equal(head.scale.numpy(), quant.scales)
@@ -86,7 +83,8 @@ def test_4bit_lm_head_carries_gptq_codes_into_pte_quantization_and_the_onnx(tmp_
         quantize_8da4w(model, 32, "int8", lm_head_bits=4)
 
     export_onnx_fp32(model, tmp_path / "fp32.onnx", max_seq_len=64)
-    info = quantize_onnx_int4(tmp_path / "fp32.onnx", tmp_path / "int4.onnx", 32, "source", None, 0, 4, 8, quant)
+    info = quantize_onnx_int4(tmp_path / "fp32.onnx", tmp_path / "int4.onnx", 32, "source", None, 0, 4, 8,
+                              {"lm_head": quant})
     assert info["layers"]["lm_head"]["scheme"] == "gptq" and info["layers"]["lm_head"]["bits"] == 4
     graph = onnx.load(str(tmp_path / "int4.onnx")).graph
     node = next(n for n in graph.node if n.op_type == "MatMulNBits" and n.output[0] == graph.output[0].name)
@@ -145,8 +143,49 @@ def test_export_stage_rounds_a_4bit_onnx_head_with_gptq_once_and_says_so(tmp_pat
 def test_4bit_lm_head_refuses_a_group_that_does_not_divide_the_hidden_size():
     from edgekd.config.schema import LlmConfig
     from edgekd.errors import EdgekdError
-    from edgekd.llm.lm_head import gptq_lm_head
+    from edgekd.llm.gptq_weights import gptq_lm_head
 
     with pytest.raises(EdgekdError, match="not a multiple") as err:
         gptq_lm_head(tiny_qwen2(0), None, LlmConfig(lm_head_bits=4, group_size=128))  # hidden size 64
     assert err.value.key == "llm.group_size"
+
+
+class _ByteTokenizer:  # byte-level ids inside the tiny vocabulary: real text, no tokenizer download
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [b % 256 for b in text.encode()]}
+
+
+def test_int4_grid_gptq_rounds_every_projection_and_merged_ones_take_their_parts_codes(tmp_path):
+    """llm.int4_grid gptq: each projection rounded once from the loaded model's inputs; the .pte's merged q/k/v
+    (edgekd/llm/fuse.py) carries the row-concatenation of q's, k's and v's codes, and so does the ONNX's MatMulNBits."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgekd.config.schema import LlmConfig
+    from edgekd.llm.export import export_onnx_fp32, quantize_8da4w, quantize_onnx_int4
+    from edgekd.llm.gptq_weights import gptq_weights, projection_names
+
+    torch.set_num_threads(1)
+    model = tiny_qwen2(0, initializer_range=0.2)
+    cfg = LlmConfig(int4_grid="gptq", calibration_tokens=256)
+    names = projection_names(model)
+    assert len(names) == 14 and "lm_head" not in names  # 2 layers x (q, k, v, o, gate, up, down)
+    quants, how = gptq_weights(model, _ByteTokenizer(), cfg, names)
+    assert how["layers"] == 14 and how["median_error_vs_round_to_nearest"] < 1.0
+    q, details = quantize_8da4w(model, 32, "int8", fuse=True, gptq=quants)
+    assert details["gptq_linears"] == 8  # 2 x (qkv, o, gate_up, down); the lm_head was not asked for
+    parts = [quants[f"model.layers.0.self_attn.{p}_proj"].codes for p in "qkv"]
+    np.testing.assert_array_equal(q.get_submodule("model.layers.0.self_attn.qkv_proj").weight.qdata.numpy(),
+                                  np.concatenate(parts))
+
+    export_onnx_fp32(model, tmp_path / "fp32.onnx", max_seq_len=64)
+    info = quantize_onnx_int4(tmp_path / "fp32.onnx", tmp_path / "gptq.onnx", 32, "gptq", gptq=quants,
+                              accuracy_level=0)
+    assert {info["layers"][m]["scheme"] for m in info["layers"]} == {"gptq"} and info["MatMulNBits"] == 8
+    graph = onnx.load(str(tmp_path / "gptq.onnx")).graph
+    qkv = next(n for n in graph.node if n.op_type == "MatMulNBits"  # layer 0's q/k/v: the first with N = 128
+               and next(a.i for a in n.attribute if a.name == "N") == sum(len(p) for p in parts))
+    packed = numpy_helper.to_array(next(i for i in graph.initializer if i.name == qkv.input[1]))
+    n = packed.shape[0]
+    codes = np.stack([packed.reshape(n, -1) & 0x0F, packed.reshape(n, -1) >> 4], -1).reshape(n, -1).astype(int) - 8
+    np.testing.assert_array_equal(codes, np.concatenate(parts))

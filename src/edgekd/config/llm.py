@@ -40,12 +40,13 @@ class LlmConfig(Strict):
     lora_adapter: str | None = None  # a peft adapter folder merged into the weights before export
     # int4 weights of .pte and ONNX: "source" keeps a GGUF source's grid (edgekd.llm.gguf_source), "symmetric" the
     # quantizers' own symmetric rounding (torchao 8da4w, onnxruntime MatMulNBitsQuantizer), "hqq" symmetric codes
-    # with HQQ-optimized scales in both (edgekd.quant.nbits; for checkpoints with no grid to keep)
-    int4_grid: Literal["source", "symmetric", "hqq"] = "source"
+    # with HQQ-optimized scales in both (edgekd.quant.nbits; for checkpoints with no grid to keep), "gptq" symmetric
+    # codes and scales rounded by GPTQ on calibration text in both (edgekd/llm/gptq_weights.py; better than hqq)
+    int4_grid: Literal["source", "symmetric", "hqq", "gptq"] = "source"
     onnx_accuracy_level: Literal[0, 1, 2, 3, 4] = 4  # MatMulNBits: 4 = int8 activations per block, 0 = fp32
     # lm_head, one value for both formats or per format ({pte: 4, onnx: 8}): 8 = int8 (.pte per channel, ONNX per
     # block of 32, sharing the embedding's codes); 4 = 4-bit in groups of group_size, rounded by GPTQ on calibration
-    # text (edgekd/llm/lm_head.py); None = 4-bit round-to-nearest like every Linear in the .pte, fp32 in the ONNX
+    # text (edgekd/llm/gptq_weights.py); None = 4-bit round-to-nearest like every Linear in the .pte, fp32 in the ONNX
     lm_head_bits: Annotated[LmHeadBits | None, BeforeValidator(_both_formats)] = None
     # GPTQ of a 4-bit lm_head: its inputs' second moment over the first calibration_tokens of calibration_corpus (a
     # different novel from `corpus`, so perplexity stays a held-out measurement), damped by gptq_damp x mean(diag)
@@ -67,7 +68,8 @@ class LlmConfig(Strict):
 
     @model_validator(mode="after")
     def _calibration_held_out(self):
-        if 4 in (self.head_bits("pte"), self.head_bits("onnx")) and self.calibration_corpus == self.corpus:
-            raise ValueError(f"llm.calibration_corpus {self.calibration_corpus} is llm.corpus: the 4-bit lm_head "
-                             "would be rounded on the text its perplexity is measured on; choose another novel")
+        gptq = 4 in (self.head_bits("pte"), self.head_bits("onnx")) or self.int4_grid == "gptq"
+        if gptq and self.calibration_corpus == self.corpus:
+            raise ValueError(f"llm.calibration_corpus {self.calibration_corpus} is llm.corpus: GPTQ would round the "
+                             "weights on the text their perplexity is measured on; choose another novel")
         return self

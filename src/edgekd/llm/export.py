@@ -21,7 +21,7 @@ from .models import kv_shape
 
 def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: Path | None = None,
                    lm_head_bits: int | None = None, block_offsets: str = "int8", fuse: bool = False,
-                   rounding: str = "affine", head_quant=None):
+                   rounding: str = "affine", gptq: dict | None = None):
     """torchao 8da4w on every Linear (int8 dynamic per-token activations, int4 symmetric weights per group) and
     weight-only quantization of nn.Embedding; returns a quantized copy and what was done per module kind.
 
@@ -36,7 +36,9 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
     (SmolLM2 without its source grid, int8 lm_head, PyTorch: 27.92 with absmax scales, 25.35 with HQQ).
     `fuse`: merge q/k/v and gate/up first (edgekd.llm.fuse; for the .pte's direct attention forward), after the
     source grid is split by module name; it changes no quantized weight.
-    `head_quant` (with `lm_head_bits` 4): the lm_head's GPTQ codes and scales (edgekd.quant.gptq.GroupQuant).
+    `gptq` ({module name: edgekd.quant.gptq.GroupQuant}, edgekd.llm.gptq_weights): GPTQ's codes and scales replace
+    torchao's rounding in those int4 weights (merged projections take their parts'); the lm_head must have one when
+    `lm_head_bits` is 4.
     """
     import torch
     from torchao.quantization import MappingType, quantize_
@@ -84,33 +86,21 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
                             hqq=rounding == "hqq" and mapping == MappingType.SYMMETRIC):
         quantize_(q, rule.config, filter_fn=rule.applies)
         details[rule.kind] = rule.description
-    if lm_head_bits == 4:
-        if head_quant is None:
-            raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.lm_head.gptq_lm_head)",
-                              key="llm.lm_head_bits")
-        set_group_quant(q.get_submodule("lm_head").weight, head_quant)
+    if lm_head_bits == 4 and "lm_head" not in (gptq or {}):
+        raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.gptq_weights.gptq_lm_head)",
+                          key="llm.lm_head_bits")
+    if gptq:
+        from .gptq_weights import set_torchao_weights
+
+        details["gptq_linears"] = set_torchao_weights(q, gptq, lm_head_bits == 4)
     return q, details
-
-
-def set_group_quant(weight, quant) -> None:
-    """Put `quant`'s codes and scales into torchao's symmetric int4 weight tensor (IntxUnpackedToInt8Tensor, zero
-    points 0) in place: the weights GPTQ chose instead of the config's round-to-nearest."""
-    import torch
-
-    if tuple(weight.qdata.shape) != quant.codes.shape or tuple(weight.block_size) != (1, quant.group):
-        raise EdgekdError(f"GPTQ weight {quant.codes.shape} group {quant.group} does not match the quantized "
-                          f"{tuple(weight.qdata.shape)} with blocks {tuple(weight.block_size)}", key="llm.group_size")
-    with torch.no_grad():
-        weight.qdata.copy_(torch.from_numpy(quant.codes))
-        weight.scale.copy_(torch.from_numpy(quant.scales).to(weight.scale.dtype))
-        weight.zero_point.zero_()
 
 
 def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", group_size: int = 32,
                embedding_quant: str = "int8", gguf: Path | None = None, lm_head_bits: int | None = None,
-               block_offsets: str = "int8", fuse: bool = True, rounding: str = "affine", head_quant=None) -> dict:
+               block_offsets: str = "int8", fuse: bool = True, rounding: str = "affine", gptq=None) -> dict:
     """Static-KV-cache .pte lowered to XNNPACK; prefill length is dynamic up to max_seq_len - 1. `gguf`,
-    `lm_head_bits`, `block_offsets`, `fuse` (q/k/v and gate/up as one GEMM each), `rounding` and `head_quant`: see
+    `lm_head_bits`, `block_offsets`, `fuse` (q/k/v and gate/up as one GEMM each), `rounding` and `gptq`: see
     quantize_8da4w."""
     import torch
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
@@ -126,7 +116,7 @@ def export_pte(model, path: Path, max_seq_len: int, precision: str = "8da4w", gr
     details: dict = {"max_seq_len": max_seq_len, "kv_cache": "static", "delegate": "xnnpack"}
     if precision == "8da4w":
         model, qdetails = quantize_8da4w(model, group_size, embedding_quant, gguf, lm_head_bits, block_offsets, fuse,
-                                         rounding, head_quant)
+                                         rounding, gptq)
         details.update(qdetails)
     elif precision == "fp32":
         model = copy.deepcopy(model)
@@ -222,12 +212,12 @@ def _module_of(node) -> str:
     return _scope(node).split("/")[0]
 
 
-INT4_GRIDS = ("source", "symmetric", "hqq")
+INT4_GRIDS = ("source", "symmetric", "hqq", "gptq")
 
 
 def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "source", gguf: Path | None = None,
                        accuracy_level: int = 4, lm_head_bits: int | None = None,
-                       embedding_bits: int | None = None, head_quant=None) -> dict:
+                       embedding_bits: int | None = None, gptq: dict | None = None) -> dict:
     """Weight-only int4 on every MatMul with a constant weight: onnxruntime's MatMulNBits.
 
     grid "source": each weight keeps the grid its GGUF source already has (edgekd.llm.gguf_source; Q4_1 -> 4-bit
@@ -237,8 +227,9 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
     codes with HQQ-optimized scales (edgekd.quant.nbits "hqq", the .pte's rounding too), for sources without a grid.
     accuracy_level 4: int8 activations per block inside the kernel (VNNI / AVX2 int8 dot products); 0: fp32.
     embedding_bits 8 (grid "source"): the token embedding becomes GatherBlockQuantized, 8-bit symmetric per block
-    (exact on a Q8_0 table), sharing its codes with an 8-bit tied lm_head. `head_quant` (`lm_head_bits` 4): the
-    lm_head's GPTQ codes and scales (edgekd.llm.lm_head), written as they are; the embedding then has its own table.
+    (exact on a Q8_0 table), sharing its codes with an 8-bit tied lm_head. grid "gptq" and a 4-bit lm_head: the
+    codes and scales in `gptq` ({module name: GroupQuant}, edgekd.llm.gptq_weights) are written as they are (a 4-bit
+    head leaves the embedding its own table).
     Measured on SmolLM2-135M (tools/llm_int4_measure.py; perplexity on 512 tokens of Pride and Prejudice, fp32 ONNX
     18.625, 542.8 MB): symmetric 23.88 (184 MB); source grid, accuracy_level 0: 18.625 (199 MB, weights exact);
     accuracy_level 4: 18.638; with 8-bit lm_head and embedding: 18.698 (122 MB, 22.5%).
@@ -270,17 +261,21 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
             if b in weights or tied:
                 modules[node.name] = _module_of(node)
         plan, why = source_grids(modules, Path(gguf) if gguf and grid == "source" else None, block_size,
-                                 "hqq" if grid == "hqq" else "affine-min", lm_head_bits)
+                                 {"hqq": "hqq", "gptq": "symmetric"}.get(grid, "affine-min"), lm_head_bits)
+        if lm_head_bits == 4 and "lm_head" not in (gptq or {}):
+            raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.gptq_weights.gptq_lm_head)",
+                              key="llm.lm_head_bits")
         fixed = {}
-        if lm_head_bits == 4:
-            if head_quant is None:
-                raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.lm_head.gptq_lm_head)",
-                                  key="llm.lm_head_bits")
+        if gptq:
             from edgekd.quant.nbits import gptq_block_quant
 
+            from .gptq_weights import group_quant_of
+
             for node, module in modules.items():
-                if module == "lm_head":
-                    fixed[node] = gptq_block_quant(head_quant)
+                wanted = node in plan and (module != "lm_head" or lm_head_bits == 4)
+                quant = group_quant_of(module, gptq) if wanted else None
+                if quant is not None:
+                    fixed[node] = gptq_block_quant(quant)
                     plan[node], why[node] = (4, block_size, "gptq"), "4-bit symmetric, GPTQ on calibration text"
         scopes = {n.name: _module_of(n) for n in model.graph.node if n.op_type == "Gather"}
         report = matmul_nbits_from_plan(model, plan, accuracy_level, embedding_bits, block_size, fixed)
@@ -290,6 +285,8 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
             onnx.save_model(model, str(tmp))
         details["method"] = ("MatMulNBits weight-only, symmetric codes with HQQ-optimized block scales (torchao "
                              f"HQQ scale-only), block {block_size}" if grid == "hqq" else
+                             "MatMulNBits weight-only, symmetric codes and block scales rounded by GPTQ on calibration "
+                             f"text (edgekd/llm/gptq_weights.py), block {block_size}" if grid == "gptq" else
                              "MatMulNBits weight-only on the source's grid: GGUF Q4_1 -> 4-bit min/max affine "
                              "(scale d, minimum added per block beside the kernel), Q8_0 -> 8-bit symmetric; block "
                              f"{block_size}" + (f"; source {Path(gguf).name}" if gguf else "; no GGUF source"))

@@ -28,17 +28,14 @@ def gguf_tensor_types(path: Path) -> dict[str, str]:
     return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
 
 
-# Projections edgekd.llm.fuse.fuse_projections merges into one weight (rows concatenated): their GGUF tensors.
-_FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-          "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
-
-
 def gguf_type(module: str, types: dict[str, str]) -> tuple[str | None, str | None]:
     """(GGUF tensor name(s), type) of HF `module`'s weight; a fused projection has its parts' type when they all
     share one (rows are concatenated, so each row keeps its block grid), else None."""
-    m = re.fullmatch(r"(model\.layers\.\d+)\.(.+)", module)
-    if m and m.group(2) in _FUSED:
-        names = [gguf_name(f"{m.group(1)}.{part}", types) for part in _FUSED[m.group(2)]]
+    from .fused_names import part_names
+
+    parts = part_names(module)
+    if parts:
+        names = [gguf_name(part, types) for part in parts]
         kinds = {types.get(n) for n in names}
         return "+".join(n for n in names if n), (kinds.pop() if len(kinds) == 1 else None)
     name = gguf_name(module, types)

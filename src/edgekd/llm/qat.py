@@ -125,9 +125,10 @@ def quantized_perplexity(model, ctx: Context) -> float:
 
 def check(ctx: Context, cfg) -> None:
     """Before anything loads: a train split is needed; a teacher is optional (the fp32 model teaches itself)."""
-    if ctx.recipe.llm is not None and ctx.recipe.llm.int4_grid == "hqq":
-        raise EdgekdError("QAT-KD trains against torchao's absmax int4 scales; llm.int4_grid hqq would export other "
-                          "scales than the trained ones", file=str(ctx.recipe_path), key="llm.int4_grid",
+    if ctx.recipe.llm is not None and ctx.recipe.llm.int4_grid in ("hqq", "gptq"):
+        raise EdgekdError(f"QAT-KD trains against torchao's absmax int4 scales; llm.int4_grid "
+                          f"{ctx.recipe.llm.int4_grid} would export other weights than the trained ones",
+                          file=str(ctx.recipe_path), key="llm.int4_grid",
                           hint="with stages.qat use int4_grid symmetric or source")
     if ctx.recipe.llm is not None and ctx.recipe.llm.head_bits("pte") == 4:
         raise EdgekdError("QAT-KD trains the lm_head against round-to-nearest int4; a GPTQ-rounded 4-bit lm_head "

@@ -60,11 +60,12 @@ def rules_8da4w(hidden_size: int, group_size: int, embedding_quant: str = "int8"
             weight_dtype=torch.int8, weight_granularity=PerAxis(0)),
             lambda mod, fqn: type(mod) is nn.Linear and fqn == "lm_head",
             "8da8w (int8 dynamic activations, int8 weights per output channel)"))
-    elif lm_head_bits == 4:  # its codes and scales are GPTQ's, set after quantize_ (llm/export.py set_group_quant)
+    elif lm_head_bits == 4:  # its codes and scales are GPTQ's, set after quantize_ (llm/gptq_weights.py)
         rules.append(Rule("lm_head", Int8DynamicActivationIntxWeightConfig(
-            weight_dtype=torch.int4, weight_granularity=PerGroup(group_size), weight_mapping_type=MappingType.SYMMETRIC),
+            weight_dtype=torch.int4, weight_granularity=PerGroup(group_size),
+            weight_mapping_type=MappingType.SYMMETRIC),
             lambda mod, fqn: type(mod) is nn.Linear and fqn == "lm_head",
-            f"8da4w, group {group_size}, GPTQ-rounded codes and scales (edgekd/llm/lm_head.py)"))
+            f"8da4w, group {group_size}, GPTQ-rounded codes and scales (edgekd/llm/gptq_weights.py)"))
     if block_offsets == "int8":
         rules.append(Rule("block_offsets", Int8DynamicActivationIntxWeightConfig(
             weight_dtype=torch.int8, weight_granularity=PerAxis(0)), lambda mod, fqn: is_offsets(mod),

@@ -48,14 +48,14 @@ def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
         ctx.decide("export", "llm.max_seq_len", "kept", "longer than the model's max_position_embeddings")
     backend = ctx.profile.backend
     gguf = _source_gguf(ctx) if cfg.int4_grid == "source" else None
-    head_quant = _gptq_lm_head(ctx, cfg, model, "pte" in ctx.backend.causal_lm_formats)
+    gptq = _gptq_rounding(ctx, cfg, model, "pte" in ctx.backend.causal_lm_formats)
     if "pte" in ctx.backend.causal_lm_formats:
         for precision in cfg.pte_variants:
             path = out / f"{name}.{precision}.pte"
             details = llm_export.export_pte(model, path, cfg.max_seq_len, precision, cfg.group_size,
                                             cfg.embedding_quant, gguf, cfg.head_bits("pte"), cfg.block_offsets,
                                             rounding="hqq" if cfg.int4_grid == "hqq" else "affine",
-                                            head_quant=head_quant)
+                                            gptq=gptq)
             _add(ctx, path, "pte", "executorch", precision, details, reference=precision == "fp32")
             _tick(ctx)
     else:
@@ -77,7 +77,7 @@ def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
             path = out / f"{name}.int4.onnx"
             details = llm_export.quantize_onnx_int4(fp32_path, path, cfg.group_size, cfg.int4_grid,
                                                     gguf, cfg.onnx_accuracy_level, cfg.head_bits("onnx"),
-                                                    8 if cfg.embedding_quant == "int8" else None, head_quant)
+                                                    8 if cfg.embedding_quant == "int8" else None, gptq)
             _add(ctx, path, "onnx", "onnxruntime", "int4", details, False)
         if "int8" in cfg.onnx_variants:
             path = out / f"{name}.int8.onnx"
@@ -89,20 +89,31 @@ def export_llm_artifacts(ctx: Context, cfg=None) -> Context:
     return ctx
 
 
-def _gptq_lm_head(ctx: Context, cfg, model, writes_pte: bool):
-    """The 4-bit lm_head's GPTQ rounding (llm.lm_head_bits 4), once for both formats; recorded as a decision."""
-    pte = writes_pte and cfg.head_bits("pte") == 4 and "8da4w" in cfg.pte_variants
-    onnx = "onnx" in ctx.backend.causal_lm_formats and cfg.head_bits("onnx") == 4 and "int4" in cfg.onnx_variants
-    if not (pte or onnx):
-        return None
-    from .lm_head import gptq_lm_head
+def _gptq_rounding(ctx: Context, cfg, model, writes_pte: bool) -> dict | None:
+    """GPTQ's 4-bit weights (edgekd/llm/gptq_weights.py), once for both formats: every projection with
+    llm.int4_grid gptq, the lm_head with llm.lm_head_bits 4; recorded as a decision."""
+    pte = writes_pte and "8da4w" in cfg.pte_variants
+    onnx = "onnx" in ctx.backend.causal_lm_formats and "int4" in cfg.onnx_variants
+    names = []
+    if cfg.int4_grid == "gptq" and (pte or onnx):
+        from .gptq_weights import projection_names
 
-    quant, how = gptq_lm_head(model, ctx.model.meta["tokenizer"], cfg)
-    err = how["lm_head_proxy_error"]
-    ctx.decide("export", "lm_head", how["lm_head"], f"relative output error on the calibration text "
-               f"{err['gptq']:.4f} (round-to-nearest with the same scales {err['round_to_nearest']:.4f}); "
-               f"{how['lm_head_gptq_s']} s")
-    return quant
+        names += projection_names(model)
+    if (pte and cfg.head_bits("pte") == 4) or (onnx and cfg.head_bits("onnx") == 4):
+        names.append("lm_head")
+    if not names:
+        return None
+    from .gptq_weights import gptq_weights
+
+    quants, how = gptq_weights(model, ctx.model.meta["tokenizer"], cfg, names)
+    errors = how["proxy_error"]
+    subject = "lm_head" if names == ["lm_head"] else f"{len(names)} Linears"
+    detail = (f"relative output error on the calibration text {errors['lm_head']['gptq']:.4f} (round-to-nearest "
+              f"with the same scales {errors['lm_head']['round_to_nearest']:.4f})" if names == ["lm_head"] else
+              f"median relative output error {how['median_error_vs_round_to_nearest']:.2f}x round-to-nearest's")
+    ctx.decide("export", subject, how["what"], f"{detail}; {how['seconds']} s")
+    ctx.metrics.setdefault("llm", {})["gptq"] = how
+    return quants
 
 
 def _source_gguf(ctx: Context):

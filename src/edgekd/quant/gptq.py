@@ -10,7 +10,7 @@ MatMulNBits (default zero point) both hold: codes in -2^(b-1) .. 2^(b-1) - 1, on
 
 Measured on SmolLM2-135M's tied lm_head (4-bit, groups of 32; every other weight fp32; perplexity on 512 tokens of
 Pride and Prejudice, fp32 18.62, int8 per row 18.66; H from 16,384 tokens of Emma): round-to-nearest 20.31, with the
-clipping search 19.85, GPTQ (damp 0.03) 18.77 (edgekd/llm/lm_head.py).
+clipping search 19.85, GPTQ (damp 0.03) 18.77 (edgekd/llm/gptq_weights.py).
 """
 
 from __future__ import annotations
