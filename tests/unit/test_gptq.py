@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ..llm_support import tiny_qwen2
-from .test_llm_qat_kd import llm_context, needs_corpus
+from .test_llm_qat_kd import ByteTokenizer, llm_context, needs_corpus
 
 
 def _correlated_inputs(k: int, rows: int, rng) -> np.ndarray:
@@ -55,6 +55,7 @@ def test_second_moment_refuses_no_inputs():
         second_moment([])
 
 
+@needs_corpus
 def test_4bit_lm_head_carries_gptq_codes_into_pte_quantization_and_the_onnx(tmp_path):
     """llm.lm_head_bits 4: the same GPTQ codes and scales in torchao's int4 lm_head (the .pte's) and in the int4
     ONNX's MatMulNBits; the embedding keeps its own 8-bit table in the ONNX."""
@@ -69,7 +70,7 @@ def test_4bit_lm_head_carries_gptq_codes_into_pte_quantization_and_the_onnx(tmp_
     model = tiny_qwen2(0, initializer_range=0.2)
     cfg = LlmConfig(lm_head_bits=4, calibration_tokens=256, corpus="austen:prideprejudice")
 
-    quant, how = gptq_lm_head(model, _ByteTokenizer(), cfg)
+    quant, how = gptq_lm_head(model, ByteTokenizer(), cfg)
     assert "GPTQ" in how["what"] and "austen:emma" in how["what"]
     assert how["proxy_error"]["lm_head"]["gptq"] < how["proxy_error"]["lm_head"]["round_to_nearest"]
     q, details = quantize_8da4w(model, 32, "int8", lm_head_bits=4, gptq={"lm_head": quant})
@@ -150,11 +151,7 @@ def test_4bit_lm_head_refuses_a_group_that_does_not_divide_the_hidden_size():
     assert err.value.key == "llm.group_size"
 
 
-class _ByteTokenizer:  # byte-level ids inside the tiny vocabulary: real text, no tokenizer download
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [b % 256 for b in text.encode()]}
-
-
+@needs_corpus
 def test_int4_grid_gptq_rounds_every_projection_and_merged_ones_take_their_parts_codes(tmp_path):
     """llm.int4_grid gptq: each projection rounded once from the loaded model's inputs; the .pte's merged q/k/v
     (edgekd/llm/fuse.py) carries the row-concatenation of q's, k's and v's codes, and so does the ONNX's MatMulNBits."""
@@ -170,7 +167,7 @@ def test_int4_grid_gptq_rounds_every_projection_and_merged_ones_take_their_parts
     cfg = LlmConfig(int4_grid="gptq", calibration_tokens=256)
     names = projection_names(model)
     assert len(names) == 14 and "lm_head" not in names  # 2 layers x (q, k, v, o, gate, up, down)
-    quants, how = gptq_weights(model, _ByteTokenizer(), cfg, names)
+    quants, how = gptq_weights(model, ByteTokenizer(), cfg, names)
     assert how["layers"] == 14 and how["median_error_vs_round_to_nearest"] < 1.0
     q, details = quantize_8da4w(model, 32, "int8", fuse=True, gptq=quants)
     assert details["gptq_linears"] == 8  # 2 x (qkv, o, gate_up, down); the lm_head was not asked for

@@ -8,6 +8,11 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from .strict import Strict
 
+# The texts edgekd.llm.corpus reads (Jane Austen's novels, Debian r-cran-janeaustenr).
+Corpus = Literal["austen:prideprejudice", "austen:emma", "austen:persuasion", "austen:sensesensibility",
+                 "austen:mansfieldpark", "austen:northangerabbey"]
+
+
 class LmHeadBits(Strict):
     """The lm_head's bits per format (`llm.lm_head_bits: 8` sets both)."""
 
@@ -31,8 +36,7 @@ class LlmConfig(Strict):
     group_size: Literal[32, 64, 128, 256] = 32  # int4 weight group (8da4w) and MatMulNBits block size
     embedding_quant: Literal["none", "int8", "int4"] = "int8"  # nn.Embedding weight-only quantization in the .pte
     prompts: list[str] | None = None  # None: the first sentences of the corpus
-    corpus: Literal["austen:prideprejudice", "austen:emma", "austen:persuasion", "austen:sensesensibility",
-                    "austen:mansfieldpark", "austen:northangerabbey"] = "austen:prideprejudice"
+    corpus: Corpus = "austen:prideprejudice"
     perplexity_tokens: int = Field(default=512, ge=16)  # the first N tokens of the corpus, so numbers compare
     prefill_tokens: int = Field(default=64, ge=1)  # prompt length for prefill tokens/s
     onnx_variants: list[Literal["fp32", "int4", "int8"]] = Field(default_factory=lambda: ["fp32", "int4", "int8"])
@@ -50,8 +54,7 @@ class LlmConfig(Strict):
     lm_head_bits: Annotated[LmHeadBits | None, BeforeValidator(_both_formats)] = None
     # GPTQ of a 4-bit lm_head: its inputs' second moment over the first calibration_tokens of calibration_corpus (a
     # different novel from `corpus`, so perplexity stays a held-out measurement), damped by gptq_damp x mean(diag)
-    calibration_corpus: Literal["austen:prideprejudice", "austen:emma", "austen:persuasion", "austen:sensesensibility",
-                                "austen:mansfieldpark", "austen:northangerabbey"] = "austen:emma"
+    calibration_corpus: Corpus = "austen:emma"
     calibration_tokens: int = Field(default=16384, ge=256)
     gptq_damp: float = Field(default=0.03, gt=0, le=1)
     # .pte with a Q4_1 source grid: each block's constant m + 8d, applied as blocksum(x) @ r^T beside the symmetric

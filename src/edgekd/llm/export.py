@@ -86,13 +86,10 @@ def quantize_8da4w(model, group_size: int, embedding_quant: str = "int8", gguf: 
                             hqq=rounding == "hqq" and mapping == MappingType.SYMMETRIC):
         quantize_(q, rule.config, filter_fn=rule.applies)
         details[rule.kind] = rule.description
-    if lm_head_bits == 4 and "lm_head" not in (gptq or {}):
-        raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.gptq_weights.gptq_lm_head)",
-                          key="llm.lm_head_bits")
-    if gptq:
+    if gptq or lm_head_bits == 4:
         from .gptq_weights import set_torchao_weights
 
-        details["gptq_linears"] = set_torchao_weights(q, gptq, lm_head_bits == 4)
+        details["gptq_linears"] = set_torchao_weights(q, gptq or {}, lm_head_bits)
     return q, details
 
 
@@ -262,18 +259,14 @@ def quantize_onnx_int4(src: Path, dst: Path, block_size: int = 32, grid: str = "
                 modules[node.name] = _module_of(node)
         plan, why = source_grids(modules, Path(gguf) if gguf and grid == "source" else None, block_size,
                                  {"hqq": "hqq", "gptq": "symmetric"}.get(grid, "affine-min"), lm_head_bits)
-        if lm_head_bits == 4 and "lm_head" not in (gptq or {}):
-            raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.gptq_weights.gptq_lm_head)",
-                              key="llm.lm_head_bits")
         fixed = {}
-        if gptq:
+        if gptq or lm_head_bits == 4:
             from edgekd.quant.nbits import gptq_block_quant
 
-            from .gptq_weights import group_quant_of
+            from .gptq_weights import quant_for
 
             for node, module in modules.items():
-                wanted = node in plan and (module != "lm_head" or lm_head_bits == 4)
-                quant = group_quant_of(module, gptq) if wanted else None
+                quant = quant_for(module, gptq or {}, lm_head_bits) if node in plan else None
                 if quant is not None:
                     fixed[node] = gptq_block_quant(quant)
                     plan[node], why[node] = (4, block_size, "gptq"), "4-bit symmetric, GPTQ on calibration text"

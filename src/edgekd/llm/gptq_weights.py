@@ -102,15 +102,26 @@ def group_quant_of(module: str, quants: dict[str, GroupQuant]) -> GroupQuant | N
                       float(np.mean([p.proxy_error_rtn for p in parts])))
 
 
-def set_torchao_weights(model, quants: dict[str, GroupQuant], lm_head: bool) -> int:
-    """Put GPTQ's codes and scales into the int4 weights torchao's quantize_ gave `model`'s Linears (merged ones take
-    their parts'), the lm_head too when `lm_head`; returns how many were set."""
+def quant_for(module: str, quants: dict[str, GroupQuant], lm_head_bits: int | None) -> GroupQuant | None:
+    """What an export writes for `module` from `quants`: group_quant_of, except the lm_head, which takes GPTQ's 4-bit
+    weights only when the format's lm_head is 4-bit (an 8-bit head keeps its own grid). Refuses a 4-bit lm_head
+    that `quants` has no rounding for."""
+    if module != "lm_head":
+        return group_quant_of(module, quants)
+    if lm_head_bits == 4 and "lm_head" not in quants:
+        raise EdgekdError("a 4-bit lm_head needs its GPTQ rounding (edgekd.llm.gptq_weights.gptq_lm_head)",
+                          key="llm.lm_head_bits")
+    return quants["lm_head"] if lm_head_bits == 4 else None
+
+
+def set_torchao_weights(model, quants: dict[str, GroupQuant], lm_head_bits: int | None) -> int:
+    """Put GPTQ's codes and scales into the int4 weights torchao's quantize_ gave `model`'s Linears (quant_for);
+    returns how many were set."""
     import torch
 
     done = 0
     for name, mod in model.named_modules():
-        wanted = type(mod) is torch.nn.Linear and (name != "lm_head" or lm_head)
-        quant = group_quant_of(name, quants) if wanted else None
+        quant = quant_for(name, quants, lm_head_bits) if type(mod) is torch.nn.Linear else None
         if quant is not None:
             set_group_quant(mod.weight, quant)
             done += 1
